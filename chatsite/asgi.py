@@ -1,0 +1,52 @@
+"""The ASGI entry point: HTTP (Django), WebSockets (Channels), lifespan.
+
+Lifespan binds the event loop that runs generations, closes replies left
+streaming by a process that died, and on shutdown ends running replies as
+interrupted so that none is ever stuck.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from conversations.lifespan import handle_lifespan  # noqa: E402
+from conversations.routing import websocket_urlpatterns  # noqa: E402
+from conversations.simulator import Simulator  # noqa: E402
+
+SIMULATOR_PREFIX = "/simulator"
+simulator = Simulator(token_rate=settings.SIMULATOR_TOKEN_RATE)
+
+
+async def http_app(scope, receive, send):
+    if settings.SIMULATOR_ENABLED and (
+        scope["path"] == SIMULATOR_PREFIX or scope["path"].startswith(SIMULATOR_PREFIX + "/")
+    ):
+        scope = {**scope, "root_path": scope.get("root_path", "") + SIMULATOR_PREFIX}
+        await simulator(scope, receive, send)
+        return
+    await django_asgi_app(scope, receive, send)
+
+
+router = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await handle_lifespan(receive, send)
+        return
+    await router(scope, receive, send)

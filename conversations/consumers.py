@@ -1,0 +1,98 @@
+"""The WebSocket's view: authenticate, authorise, join, relay frames as HTML."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from .events import (
+    GenerationResync,
+    MessagesCreated,
+    ReplyFinished,
+    ReplyFrame,
+    control_group,
+    conversation_group,
+)
+from .fragments import frame_html, messages_upsert
+from .models import Conversation, Message
+from .selectors import recent_messages
+
+# Close codes (4000-4999 are for applications): the page shows why.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CATCH_UP_MESSAGES = 4
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation_id: int
+    group: str | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        if not await self._owns_conversation(user):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = conversation_group(self.conversation_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        # Catch up: the latest messages as stored, then every block so far
+        # from a running generation (wherever it runs).
+        catch_up = await self._render_recent()
+        if catch_up:
+            await self.send(text_data=catch_up)
+        resync: GenerationResync = {
+            "type": "generation.resync", "reply_channel": self.channel_name
+        }
+        await self.channel_layer.group_send(control_group(self.conversation_id), dict(resync))
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        """The page sends nothing that matters; writes go over HTTP with CSRF."""
+
+    # -- channel-layer events, one handler per type --------------------------
+
+    async def reply_frame(self, event: ReplyFrame) -> None:
+        html = frame_html(event)
+        if html:
+            await self.send(text_data=html)
+
+    async def reply_finished(self, event: ReplyFinished) -> None:
+        html = await self._render_messages([event["message_id"]])
+        if html:
+            await self.send(text_data=html)
+
+    async def messages_created(self, event: MessagesCreated) -> None:
+        html = await self._render_messages(event["message_ids"])
+        if html:
+            await self.send(text_data=html)
+
+    # -- database -------------------------------------------------------------
+
+    @database_sync_to_async
+    def _owns_conversation(self, user) -> bool:
+        return Conversation.objects.for_user(user).filter(pk=self.conversation_id).exists()
+
+    @database_sync_to_async
+    def _render_recent(self) -> str:
+        messages = recent_messages(
+            conversation_id=self.conversation_id, user=self.scope["user"],
+            limit=CATCH_UP_MESSAGES,
+        )
+        return str(messages_upsert(messages)) if messages else ""
+
+    @database_sync_to_async
+    def _render_messages(self, message_ids: list[int]) -> str:
+        messages = list(
+            Message.objects.for_user(self.scope["user"])
+            .filter(conversation_id=self.conversation_id, pk__in=message_ids)
+            .select_related("model", "usage")
+            .prefetch_related("attachments")
+        )
+        return str(messages_upsert(messages)) if messages else ""

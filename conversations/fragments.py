@@ -1,0 +1,76 @@
+"""HTML fragments shared by the page, the HTMX responses and the WebSocket.
+
+Every swap is an *upsert* into a container: children whose id already exists
+in the page replace it, new ones are appended (static/js/chat.js). That makes
+frames idempotent: a page that reconnects can be sent the same blocks again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.template.loader import render_to_string
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from .events import Block, ReplyFrame
+from .models import Message
+from .rendering import render_markdown
+
+
+def block_id(message_id: int, field: str, index: int) -> str:
+    return f"m{message_id}-{field[0]}{index}"
+
+
+def render_blocks(message_id: int, field: str, blocks: Iterable[Block]) -> SafeString:
+    return mark_safe(  # noqa: S308 - block HTML is sanitised by rendering.render_block
+        "".join(
+            render_to_string(
+                "conversations/_block.html",
+                {"block_id": block_id(message_id, field, index), "html": mark_safe(html)},  # noqa: S308
+            )
+            for index, html in blocks
+        )
+    )
+
+
+def upsert(container_id: str, inner_html: str) -> SafeString:
+    return format_html(
+        '<div hx-swap-oob="beforeend:#{}" data-upsert>{}</div>', container_id, inner_html
+    )
+
+
+def message_context(message: Message) -> dict:
+    text_blocks = render_markdown(message.text) if message.role == "assistant" else []
+    return {
+        "message": message,
+        "text_blocks": render_blocks(message.pk, "text", enumerate(text_blocks)),
+        "reasoning_blocks": render_blocks(
+            message.pk, "reasoning", enumerate(render_markdown(message.reasoning))
+        ),
+    }
+
+
+def render_message(message: Message) -> SafeString:
+    return mark_safe(  # noqa: S308 - a Django template render, escaped as usual
+        render_to_string("conversations/_message.html", message_context(message))
+    )
+
+
+def messages_upsert(messages: Iterable[Message]) -> SafeString:
+    return upsert("message-list", mark_safe("".join(render_message(m) for m in messages)))  # noqa: S308
+
+
+def frame_html(frame: ReplyFrame) -> str:
+    message_id = frame["message_id"]
+    parts = []
+    if frame["reasoning"]:
+        parts.append(
+            upsert(f"m{message_id}-reasoning",
+                   render_blocks(message_id, "reasoning", frame["reasoning"]))
+        )
+    if frame["text"]:
+        parts.append(
+            upsert(f"m{message_id}-text", render_blocks(message_id, "text", frame["text"]))
+        )
+    return "".join(parts)

@@ -1,0 +1,344 @@
+"""One reply: history → relay → frames to the browsers → the database.
+
+A generation is an asyncio task on the server's event loop, started after
+the posting transaction commits and tied to no socket. It
+
+- reads the relay's stream and cuts the text into markdown blocks;
+- publishes frames to the conversation's group at most every
+  STREAM_FRAME_INTERVAL (the first content goes out at once), each carrying
+  only the blocks that changed: newly closed ones, once, and the open one;
+- checkpoints the partial text at least every STREAM_CHECKPOINT_INTERVAL;
+- listens on the conversation's control group for Stop and for pages that
+  (re)connect and need every block so far;
+- saves the final text, usage and cost once, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import services
+from .events import Block, ReplyFrame, control_group, conversation_group, publish
+from .models import Message
+from .relay import RelayClient, RelayError
+from .rendering import BlockStream, render_block
+
+logger = logging.getLogger(__name__)
+
+_loop: asyncio.AbstractEventLoop | None = None
+_running: dict[int, Generation] = {}
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the server's event loop, where generations run."""
+    global _loop
+    _loop = loop
+
+
+def running_generations() -> dict[int, Generation]:
+    return _running
+
+
+def start_generation(message_id: int) -> None:
+    """Start generating a reply; safe to call from any thread (e.g. on_commit)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        _spawn(message_id)
+        return
+    if _loop is None or not _loop.is_running():
+        raise RuntimeError("No server event loop is bound; cannot start a generation.")
+    _loop.call_soon_threadsafe(_spawn, message_id, context=contextvars.Context())
+
+
+def _spawn(message_id: int) -> None:
+    if message_id in _running:
+        return
+    generation = Generation(message_id)
+    _running[message_id] = generation
+    # A fresh context: the generation must not inherit the posting request's
+    # (its thread-sensitive executor dies with the request).
+    generation.task = asyncio.get_running_loop().create_task(
+        generation.run(), name=f"generation-{message_id}", context=contextvars.Context()
+    )
+
+
+async def shutdown(timeout: float = 5.0) -> None:
+    """Server stopping: end every running reply as interrupted, keeping its text."""
+    for generation in list(_running.values()):
+        generation.interrupt()
+    tasks = [g.task for g in _running.values() if g.task is not None]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
+class _Text:
+    """Streamed text as markdown blocks, remembering what was already sent."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.blocks = BlockStream()
+        self.closed_html: list[str] = []  # rendered once, when the block closes
+        self.sent_closed = 0
+        self.open_dirty = False
+
+    def feed(self, text: str) -> None:
+        self.pieces.append(text)
+        for block in self.blocks.feed(text):
+            self.closed_html.append(render_block(block))
+        self.open_dirty = True
+
+    @property
+    def value(self) -> str:
+        return "".join(self.pieces)
+
+    def _open(self) -> list[Block]:
+        source = self.blocks.open_block
+        return [(len(self.closed_html), render_block(source))] if source.strip() else []
+
+    def changed(self) -> list[Block]:
+        changed = [
+            (index, self.closed_html[index])
+            for index in range(self.sent_closed, len(self.closed_html))
+        ]
+        self.sent_closed = len(self.closed_html)
+        if self.open_dirty:
+            changed += self._open()
+            self.open_dirty = False
+        return changed
+
+    def snapshot(self) -> list[Block]:
+        return list(enumerate(self.closed_html)) + self._open()
+
+
+class Generation:
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        self.task: asyncio.Task | None = None
+        self.text = _Text()
+        self.reasoning = _Text()
+        self.status = Message.Status.STREAMING
+        self.stop_requested = False
+        self.interrupted = False
+        self._dirty = asyncio.Event()
+        self._done = False
+        self._resync_channels: list[str] = []
+        self._last_checkpoint = time.monotonic()
+        self._checkpointed_len = 0
+        self.conversation_id: int | None = None
+
+    # -- control ------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.task is not None:
+            self.task.cancel()
+
+    # -- the task -----------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            job = await database_sync_to_async(services.begin_reply)(self.message_id)
+            if job is None:
+                await self._announce_finished_if_known()
+                return
+            self.conversation_id = job.conversation_id
+            await self._generate(job)
+        except Exception:
+            logger.exception("generation %s crashed", self.message_id)
+            with contextlib.suppress(Exception):
+                await self._save(
+                    services.ReplyOutcome(
+                        status=Message.Status.FAILED,
+                        text=self.text.value,
+                        reasoning=self.reasoning.value,
+                        error="Something went wrong on our side while writing this reply; "
+                        "what arrived is kept. Retry to try again.",
+                    )
+                )
+        finally:
+            _running.pop(self.message_id, None)
+
+    async def _generate(self, job: services.ReplyJob) -> None:
+        group = conversation_group(job.conversation_id)
+        listener = asyncio.create_task(self._listen_for_control(job.conversation_id))
+        flusher = asyncio.create_task(self._flush_frames(group))
+        outcome = services.ReplyOutcome(status=Message.Status.COMPLETE, text="")
+        finish_reason = ""
+        usage: dict[str, Any] | None = None
+        images: list[str] = []
+        client = RelayClient(
+            job.target,
+            connect_timeout=settings.RELAY_CONNECT_TIMEOUT,
+            read_timeout=settings.RELAY_READ_TIMEOUT,
+            max_retries=settings.RELAY_MAX_RETRIES,
+        )
+        try:
+            async for event in client.stream_chat(job.body):
+                if event.kind == "content":
+                    self.text.feed(event.text)
+                    self._dirty.set()
+                elif event.kind == "reasoning":
+                    self.reasoning.feed(event.text)
+                    self._dirty.set()
+                elif event.kind == "finish":
+                    finish_reason = event.text
+                elif event.kind == "usage":
+                    usage = event.usage
+                elif event.kind == "image":
+                    images.append(event.text)
+            outcome.finish_reason = finish_reason
+        except RelayError as exc:
+            outcome.status = Message.Status.FAILED
+            outcome.error = exc.message
+            outcome.error_code = exc.code
+            outcome.error_status = exc.status
+        except asyncio.CancelledError:
+            outcome.status = (
+                Message.Status.CANCELLED if self.stop_requested else Message.Status.INTERRUPTED
+            )
+            if outcome.status == Message.Status.INTERRUPTED:
+                outcome.error = (
+                    "The server stopped while this reply was being written; what arrived "
+                    "before that is kept."
+                )
+        finally:
+            await asyncio.shield(client.aclose())
+        outcome.text = self.text.value
+        outcome.reasoning = self.reasoning.value
+        outcome.usage = usage
+        outcome.images = images
+        self.status = outcome.status
+        self._done = True
+        self._dirty.set()
+        listener.cancel()
+        # The last frame and the save must happen even if we were cancelled.
+        await asyncio.shield(self._finish(flusher, outcome, group))
+
+    async def _finish(
+        self, flusher: asyncio.Task, outcome: services.ReplyOutcome, group: str
+    ) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await self._save(outcome)
+        await publish(group, {"type": "reply.finished", "message_id": self.message_id})
+
+    async def _save(self, outcome: services.ReplyOutcome) -> None:
+        await database_sync_to_async(services.finish_reply)(
+            message_id=self.message_id, outcome=outcome
+        )
+
+    async def _announce_finished_if_known(self) -> None:
+        conversation_id = await database_sync_to_async(
+            lambda: Message.objects.filter(pk=self.message_id)
+            .values_list("conversation_id", flat=True)
+            .first()
+        )()
+        if conversation_id is not None:
+            await publish(
+                conversation_group(conversation_id),
+                {"type": "reply.finished", "message_id": self.message_id},
+            )
+
+    # -- frames and checkpoints --------------------------------------------------
+
+    async def _flush_frames(self, group: str) -> None:
+        interval = settings.STREAM_FRAME_INTERVAL
+        while True:
+            try:
+                # Waking up while the relay is silent keeps the heartbeat fresh,
+                # so a slow reply is never mistaken for a dead process's.
+                await asyncio.wait_for(
+                    self._dirty.wait(), timeout=settings.STREAM_CHECKPOINT_INTERVAL
+                )
+            except TimeoutError:
+                await self._maybe_checkpoint()
+                continue
+            self._dirty.clear()
+            await self._send_frame(group)
+            for channel in self._take_resyncs():
+                await self._send_snapshot(channel)
+            if self._done:
+                return
+            await self._maybe_checkpoint()
+            await asyncio.sleep(interval)
+
+    def _take_resyncs(self) -> list[str]:
+        channels, self._resync_channels = self._resync_channels, []
+        return channels
+
+    async def _send_frame(self, group: str) -> None:
+        text = self.text.changed()
+        reasoning = self.reasoning.changed()
+        if not text and not reasoning:
+            return
+        frame: ReplyFrame = {
+            "type": "reply.frame",
+            "message_id": self.message_id,
+            "status": str(self.status),
+            "text": text,
+            "reasoning": reasoning,
+            "snapshot": False,
+        }
+        await publish(group, dict(frame))
+
+    async def _send_snapshot(self, channel: str) -> None:
+        layer = get_channel_layer()
+        frame: ReplyFrame = {
+            "type": "reply.frame",
+            "message_id": self.message_id,
+            "status": str(self.status),
+            "text": self.text.snapshot(),
+            "reasoning": self.reasoning.snapshot(),
+            "snapshot": True,
+        }
+        await layer.send(channel, dict(frame))
+
+    async def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._last_checkpoint < settings.STREAM_CHECKPOINT_INTERVAL:
+            return
+        self._last_checkpoint = now
+        text = self.text.value
+        reasoning = self.reasoning.value
+        await database_sync_to_async(services.checkpoint_reply)(
+            message_id=self.message_id, text=text, reasoning=reasoning
+        )
+
+    # -- control group ----------------------------------------------------------
+
+    async def _listen_for_control(self, conversation_id: int) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        channel = await layer.new_channel()
+        group = control_group(conversation_id)
+        await layer.group_add(group, channel)
+        try:
+            while True:
+                message = await layer.receive(channel)
+                kind = message.get("type")
+                if kind == "generation.stop" and message.get("message_id") == self.message_id:
+                    self.stop()
+                elif kind == "generation.resync":
+                    self._resync_channels.append(message["reply_channel"])
+                    self._dirty.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(layer.group_discard(group, channel))

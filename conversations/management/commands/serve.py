@@ -1,0 +1,58 @@
+"""Run the app: migrate, create the configured (or simulated) relay, serve."""
+
+from __future__ import annotations
+
+import secrets
+
+import uvicorn
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from conversations import services
+
+
+class Command(BaseCommand):
+    help = "Migrate, set up the relay from the environment, and serve HTTP + WebSockets."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-migrate", action="store_true")
+        parser.add_argument("--log-level", default="info")
+
+    def handle(self, *args, host: str, port: int, no_migrate: bool, log_level: str,
+               **options) -> None:
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        simulator_url = f"http://127.0.0.1:{port}/simulator" if settings.SIMULATOR_ENABLED else None
+        relay = services.ensure_default_relay(simulator_url=simulator_url)
+        self._first_user()
+        shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
+        if relay is not None and relay.is_simulated:
+            self.stdout.write("No RELAY_BASE_URL set: using the built-in relay simulator.")
+        elif relay is not None:
+            self.stdout.write(f"Relay: {relay.name} at {relay.base_url}")
+        self.stdout.write(self.style.SUCCESS(f"Open http://{shown_host}:{port}/"))
+        self.stdout.flush()
+        uvicorn.run(
+            "chatsite.asgi:application", host=host, port=port, lifespan="on",
+            log_level=log_level, proxy_headers=True,
+        )
+
+    def _first_user(self) -> None:
+        User = get_user_model()
+        if User.objects.exists():
+            self.stdout.write(
+                "Sign in with your account. New users: python manage.py createsuperuser, "
+                "or add them in the admin at /admin/."
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser("admin", "", password)
+        self.stdout.write(self.style.WARNING(
+            f"First run: created user 'admin' with password '{password}'. Sign in with it, then "
+            "change it in the admin (/admin/). More users: python manage.py createsuperuser "
+            "or the admin's Users page."
+        ))

@@ -1,0 +1,326 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .fields import EncryptedTextField
+
+
+class Dialect(models.TextChoices):
+    """How a relay wants media parts spelled (PROTOCOL.md §2)."""
+
+    OPENAI = "openai", "OpenAI (input_audio, file)"
+    IMAGE_URL_FOR_ALL = "image_url-for-all", "image_url for every medium"
+    MEDIA_URL_PARTS = "media-url-parts", "image_url / audio_url / video_url"
+    OPENROUTER = "openrouter", "OpenRouter"
+    IMAGES_ONLY = "images-only", "Images only (one-api)"
+
+
+class BillingMode(models.TextChoices):
+    LIST_PRICE = "list", "List price × multiplier"
+    NEW_API = "new_api", "new-api ratios"
+
+
+class Relay(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(
+        max_length=500, help_text="Without /v1, e.g. https://api.example.com"
+    )
+    api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
+    dialect = models.CharField(max_length=32, choices=Dialect.choices, default=Dialect.OPENAI)
+    is_simulated = models.BooleanField(
+        default=False, help_text="The built-in relay simulator, for demos and tests."
+    )
+    is_active = models.BooleanField(default=True)
+
+    # What the relay charges (issue "What every reply cost").
+    currency = models.CharField(max_length=8, default="USD")
+    exchange_rate = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal("1"),
+        help_text="Money you paid per relay dollar (e.g. 7.0 CNY).",
+    )
+    billing_mode = models.CharField(
+        max_length=16, choices=BillingMode.choices, default=BillingMode.LIST_PRICE
+    )
+    price_multiplier = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("1"))
+    group_ratio = models.DecimalField(max_digits=10, decimal_places=4, default=Decimal("1"))
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (simulated)" if self.is_simulated else self.name
+
+
+class ChatModelQuerySet(models.QuerySet):
+    def usable(self):
+        return self.filter(is_active=True, relay__is_active=True).select_related("relay")
+
+
+class ChatModel(models.Model):
+    """A model as one relay knows it."""
+
+    relay = models.ForeignKey(Relay, on_delete=models.CASCADE, related_name="models")
+    model_id = models.CharField(max_length=200, help_text="The id the relay knows")
+    display_name = models.CharField(max_length=200, blank=True)
+    accepts_text = models.BooleanField(default=True)
+    accepts_image = models.BooleanField(default=False)
+    accepts_audio = models.BooleanField(default=False)
+    accepts_video = models.BooleanField(default=False)
+    accepts_pdf = models.BooleanField(default=False)
+    outputs_images = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+
+    # Price overrides, per million tokens in USD list terms; they always win.
+    price_input = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_cached_input = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_audio_input = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_output = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_image_output = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_per_request = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    # new-api ratios (PROTOCOL.md §6), entered by hand or imported from /api/pricing.
+    model_ratio = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    completion_ratio = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_ratio = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    audio_price_per_m = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    price_model_ref = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Name to look up in the list prices when it differs from the relay's id.",
+    )
+
+    objects = ChatModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["relay__name", "display_name", "model_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["relay", "model_id"], name="unique_model_per_relay")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.model_id
+
+    @property
+    def accepted_kinds(self) -> set[str]:
+        kinds = {"text"} if self.accepts_text else set()
+        for kind in ("image", "audio", "video", "pdf"):
+            if getattr(self, f"accepts_{kind}"):
+                kinds.add(kind)
+        return kinds
+
+
+class ConversationQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(owner=user)
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or "New conversation"
+
+    @property
+    def group_name(self) -> str:
+        return f"conversation-{self.pk}"
+
+
+class MessageQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(conversation__owner=user)
+
+    def in_flight(self):
+        return self.filter(status__in=[Message.Status.PENDING, Message.Status.STREAMING])
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    error = models.TextField(blank=True, help_text="What went wrong, in plain words")
+    error_code = models.CharField(max_length=100, blank=True)
+    error_status = models.PositiveIntegerField(null=True, blank=True)
+    warning = models.TextField(blank=True, help_text="e.g. media the relay silently dropped")
+    model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Touched by every checkpoint: a streaming reply whose updated_at is stale
+    # belongs to a process that died.
+    updated_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
+            models.Index(
+                fields=["status"],
+                name="msg_in_flight",
+                condition=Q(status__in=["pending", "streaming"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.pk}"
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.status in (self.Status.PENDING, self.Status.STREAMING)
+
+    @property
+    def dom_id(self) -> str:
+        return f"message-{self.pk}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    # The stored name is generated; the user's file name is only ever data.
+    return f"attachments/{instance.owner_id}/{instance.uuid.hex}"
+
+
+class Attachment(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        AUDIO = "audio"
+        VIDEO = "video"
+        PDF = "pdf"
+
+    uuid = models.UUIDField(unique=True, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.FileField(upload_to=attachment_path, max_length=300)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    mime = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    generated = models.BooleanField(default=False, help_text="Produced by an image model")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return self.original_name
+
+
+class UsageQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(owner=user)
+
+
+class Usage(models.Model):
+    """What one reply consumed and cost, frozen when the reply is saved."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="usage")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usages"
+    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="usages")
+    relay = models.ForeignKey(Relay, on_delete=models.SET_NULL, null=True, blank=True)
+    model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    prompt_text_tokens = models.PositiveIntegerField(default=0)
+    prompt_audio_tokens = models.PositiveIntegerField(default=0)
+    prompt_image_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    completion_text_tokens = models.PositiveIntegerField(default=0)
+    completion_audio_tokens = models.PositiveIntegerField(default=0)
+    completion_image_tokens = models.PositiveIntegerField(default=0)
+    raw = models.JSONField(null=True, blank=True)
+    estimated = models.BooleanField(
+        default=False, help_text="The relay sent no usage; counted from the text and media"
+    )
+
+    # Cost: None means the price is unknown, never a silent zero.
+    cost = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    currency = models.CharField(max_length=8, default="USD")
+    price_source = models.CharField(max_length=32, blank=True)
+    prices_used = models.JSONField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = UsageQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", "created_at"], name="usage_owner_created"),
+            models.Index(fields=["created_at"], name="usage_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"usage of message #{self.message_id}"
+
+
+class Budget(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget"
+    )
+    monthly_limit = models.DecimalField(max_digits=14, decimal_places=4)
+    currency = models.CharField(max_length=8, default="USD")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.monthly_limit} {self.currency}/month"

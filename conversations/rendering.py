@@ -1,0 +1,172 @@
+"""Model output → safe HTML, one markdown block at a time.
+
+A reply is cut into blocks at blank lines outside code fences. A finished
+block never changes, so while a reply streams only the last, still-open
+block is re-rendered and re-sent; each block is swapped into the page by its
+own id. The page render of a stored reply uses the same splitter, so what a
+reloaded page shows is exactly what the stream built.
+
+Model output is untrusted: markdown is rendered with raw HTML disabled and
+then sanitised, remote images become plain links (they would leak the
+conversation to whoever hosts them), and only data: images are shown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from pygments import highlight as pygments_highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3",
+    "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "span",
+    "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "ol": {"start"},
+    "td": {"style"},
+    "th": {"style"},
+    "span": {"class"},
+    "code": {"class"},
+    "pre": {"class"},
+    "div": {"class"},
+}
+_SAFE_STYLE = re.compile(r"^text-align:\s*(left|right|center)$")
+_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,", re.I)
+
+
+def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+    if tag == "img" and attribute == "src":
+        return value if _DATA_IMAGE.match(value) else None
+    if attribute == "href":
+        return value if value.lower().startswith(("http://", "https://", "mailto:", "#")) else None
+    if attribute == "style":
+        return value if _SAFE_STYLE.match(value) else None
+    return value
+
+
+def sanitize(html: str) -> str:
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto", "data"},
+        attribute_filter=_attribute_filter,
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+def _highlight(code: str, lang: str, _attrs: str) -> str:
+    try:
+        lexer = get_lexer_by_name(lang or "text", stripall=False)
+    except ClassNotFound:
+        return ""  # markdown-it escapes it as plain code
+    return (
+        f'<pre class="highlight"><code class="language-{lexer.aliases[0] if lexer.aliases else ""}">'
+        f"{pygments_highlight(code, lexer, _FORMATTER)}</code></pre>"
+    )
+
+
+def _render_image(tokens, idx, options, env) -> str:
+    token = tokens[idx]
+    src = str(token.attrs.get("src", ""))
+    alt = token.content or "image"
+    if _DATA_IMAGE.match(src):
+        return f'<img src="{src}" alt="{_escape(alt)}">'
+    # A remote image would be fetched by the browser: show a link instead.
+    return f'<a href="{_escape(src)}">[image: {_escape(alt)}]</a>'
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight, "breaks": False})
+    md.enable(["table", "strikethrough"])
+    md.add_render_rule("image", _render_image)
+    return md
+
+
+def render_block(source: str) -> str:
+    """One markdown block → sanitised HTML."""
+    return sanitize(_markdown().render(source))
+
+
+@dataclass
+class BlockStream:
+    """Cuts streamed text into markdown blocks as it arrives.
+
+    `closed` holds the sources of finished blocks; `tail` is the block still
+    being written. Feeding is linear in the text: only the tail is re-scanned.
+    """
+
+    closed: list[str] = field(default_factory=list)
+    tail: str = ""
+    _fence: str = ""
+    _scanned: int = 0  # how much of `tail` is whole lines already classified
+
+    def feed(self, text: str) -> list[str]:
+        """Add text; return the blocks this closed (in order)."""
+        self.tail += text
+        newly_closed: list[str] = []
+        while True:
+            newline = self.tail.find("\n", self._scanned)
+            if newline == -1:
+                break
+            line = self.tail[self._scanned:newline]
+            self._scanned = newline + 1
+            fence = _FENCE.match(line)
+            if self._fence:
+                if fence and fence.group(1)[0] == self._fence[0] and len(
+                    fence.group(1)
+                ) >= len(self._fence) and not line.strip().strip(self._fence[0]):
+                    self._fence = ""
+                continue
+            if fence:
+                self._fence = fence.group(1)
+                continue
+            if line.strip() == "":
+                block = self.tail[: self._scanned].strip("\n")
+                self.tail = self.tail[self._scanned:]
+                self._scanned = 0
+                if block.strip():
+                    self.closed.append(block)
+                    newly_closed.append(block)
+        return newly_closed
+
+    @property
+    def open_block(self) -> str:
+        return self.tail.strip("\n")
+
+    def all_blocks(self) -> list[str]:
+        blocks = list(self.closed)
+        if self.open_block.strip():
+            blocks.append(self.open_block)
+        return blocks
+
+
+def split_blocks(text: str) -> list[str]:
+    stream = BlockStream()
+    stream.feed(text)
+    return stream.all_blocks()
+
+
+def render_markdown(text: str) -> list[str]:
+    """A whole stored text → the HTML of each block, as the stream would show it."""
+    return [render_block(block) for block in split_blocks(text)]

@@ -1,0 +1,63 @@
+"""Reads, always scoped to their owner."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.http import Http404
+from django.utils import timezone
+
+from .models import Conversation, Message
+
+
+def get_conversation_for_user(*, user, pk: int) -> Conversation:
+    conversation = (
+        Conversation.objects.for_user(user).select_related("model__relay").filter(pk=pk).first()
+    )
+    if conversation is None:
+        raise Http404("No such conversation")
+    return conversation
+
+
+def get_message_for_user(*, user, pk: int) -> Message:
+    message = Message.objects.for_user(user).select_related("conversation").filter(pk=pk).first()
+    if message is None:
+        raise Http404("No such message")
+    return message
+
+
+def repair_stale(conversation_id: int) -> None:
+    """A reply whose process died shows as interrupted, never stuck streaming."""
+    cutoff = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER)
+    Message.objects.in_flight().filter(
+        conversation_id=conversation_id, updated_at__lt=cutoff
+    ).update(
+        status=Message.Status.INTERRUPTED,
+        error="The server stopped while this reply was being written; what arrived before "
+        "that is kept.",
+        completed_at=timezone.now(),
+    )
+
+
+def conversation_messages(*, conversation: Conversation) -> list[Message]:
+    repair_stale(conversation.pk)
+    return list(
+        conversation.messages.select_related("model", "usage").prefetch_related("attachments")
+    )
+
+
+def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
+    repair_stale(conversation_id)
+    recent = (
+        Message.objects.for_user(user)
+        .filter(conversation_id=conversation_id)
+        .select_related("model", "usage")
+        .prefetch_related("attachments")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    return list(reversed(recent))
+
+
+def sidebar_conversations(*, user, limit: int = 100):
+    return Conversation.objects.for_user(user).select_related("model")[:limit]

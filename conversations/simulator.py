@@ -1,0 +1,599 @@
+"""A relay simulator: a real OpenAI-compatible HTTP server (plain ASGI).
+
+It stands in for a new-api relay in the demo and the tests. It streams at a
+configurable token rate, shapes chunks and usage as new-api does, answers
+honestly about what it received, records every request, and can be told per
+request to fail in each way PROTOCOL.md §5 lists.
+
+Behaviour is chosen per request by the `X-Sim` header or by the part of the
+model id after `@` (so a model in the picker can fail on purpose), as a
+comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已用尽`:
+
+    fail=STATUS     answer STATUS with a new-api error body (code=, message=)
+    empty           with fail=: an empty body
+    html            with fail=: an HTML page from a "proxy"
+    flaky=N         fail (fail=, default 503) the first N times for this model, then work
+    stall           send headers and a role chunk, then nothing
+    stall_after=N   stall after N content chunks
+    cut_after=N     after N content chunks: usage + [DONE], no finish_reason
+    error_after=N   after N content chunks: an {"error": …} chunk
+    drop_after=N    after N content chunks: close the connection
+    huge=BYTES      one delta carrying a markdown image data URI of about BYTES
+    no_usage        one-api style: no usage chunk and no finish_reason
+    reasoning       stream reasoning_content before the answer
+    rate=N          N tokens a second (0 = as fast as possible)
+    tokens=N        the answer's length in tokens (an echo + filler text)
+    finish=REASON   finish_reason to send (default stop)
+    bench           every token is its own send time: ⟦monotonic⟧
+
+Run on its own with `python manage.py relaysim` or `python -m conversations.simulator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import json
+import re
+import struct
+import time
+import uuid
+import wave
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+# Gemini token rates (PROTOCOL.md §2), used to derive usage from what arrived.
+TOKENS_PER_IMAGE = 258
+TOKENS_PER_AUDIO_SECOND = 32
+TOKENS_PER_VIDEO_SECOND = 263
+TOKENS_PER_PDF_PAGE = 258
+
+SIMULATED_MODELS = [
+    {"id": "gemini-2.5-flash", "inputs": ["text", "image", "audio", "video", "pdf"]},
+    {"id": "gemini-2.5-flash-lite", "inputs": ["text", "image", "audio", "video", "pdf"]},
+    {"id": "gemini-3.1-flash-lite-preview", "inputs": ["text", "image", "audio", "video", "pdf"]},
+    {"id": "gpt-4o-mini", "inputs": ["text", "image"]},
+]
+
+FILLER = (
+    "Here is a longer answer so that you can watch it stream. **Markdown** works: "
+    "lists, `inline code`, and fenced blocks.\n\n"
+    "1. The first point is short.\n"
+    "2. The second point has *emphasis*.\n"
+    "3. The third point links to [the docs](https://example.com/docs).\n\n"
+    "```python\ndef greet(name: str) -> str:\n    return f\"Hello, {name}!\"\n```\n\n"
+    "> A quotation, to show a block that is not a paragraph.\n\n"
+    "That is the end of the simulated answer."
+)
+
+_TOKEN = re.compile(r"\s*\S+\s*|\s+")
+
+
+def tokenize(text: str) -> list[str]:
+    return _TOKEN.findall(text) or [text]
+
+
+def estimate_text_tokens(text: str) -> int:
+    # Roughly what Gemini counts: ~4 characters a token, CJK a token each.
+    cjk = sum(1 for ch in text if ord(ch) > 0x2E80)
+    return max(1, round((len(text) - cjk) / 4) + cjk) if text else 0
+
+
+@dataclass
+class Behaviour:
+    fail: int | None = None
+    code: str = ""
+    message: str = ""
+    empty: bool = False
+    html: bool = False
+    flaky: int = 0
+    stall: bool = False
+    stall_after: int | None = None
+    cut_after: int | None = None
+    error_after: int | None = None
+    drop_after: int | None = None
+    huge: int = 0
+    no_usage: bool = False
+    reasoning: bool = False
+    rate: float | None = None
+    tokens: int | None = None
+    finish: str = "stop"
+    bench: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Behaviour:
+        behaviour = cls()
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, _, value = item.partition("=")
+            key = key.strip().replace("-", "_")
+            value = unquote(value.strip())
+            if key in {"empty", "html", "stall", "no_usage", "reasoning", "bench"}:
+                setattr(behaviour, key, True)
+            elif key in {"fail", "flaky", "stall_after", "cut_after", "error_after",
+                         "drop_after", "huge", "tokens"}:
+                setattr(behaviour, key, int(value))
+            elif key == "rate":
+                behaviour.rate = float(value)
+            elif key in {"code", "message", "finish"}:
+                setattr(behaviour, key, value)
+        return behaviour
+
+
+# Default error bodies per status, as new-api words them.
+DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("prompt_blocked", "The prompt was blocked by the upstream safety filter"),
+    401: ("", "该令牌额度已用尽"),
+    403: ("insufficient_user_quota", "用户额度不足, 剩余额度: ＄0.012300"),
+    404: ("model_not_found", "The model does not exist"),
+    413: ("request_body_too_large", "request body too large"),
+    429: ("rate_limit_exceeded", "当前分组上游负载已饱和，请稍后再试"),
+    500: ("do_request_failed", "upstream error: do request failed"),
+    502: ("bad_response_status_code", "bad response status code 502"),
+    503: ("model_not_found", "当前分组 default 下对于模型 x 无可用渠道"),
+}
+
+
+def new_api_error_body(status: int, code: str = "", message: str = "") -> bytes:
+    default_code, default_message = DEFAULT_ERRORS.get(status, ("", f"error {status}"))
+    error = {
+        "message": f"{message or default_message} (request id: sim{uuid.uuid4().hex[:16]})",
+        "type": "new_api_error",
+        "param": "",
+        "code": code or default_code or None,
+    }
+    return json.dumps({"error": error}, ensure_ascii=False).encode()
+
+
+@dataclass
+class PartInfo:
+    """What the simulator could tell about one content part."""
+
+    type: str
+    kind: str = "text"
+    mime: str = ""
+    bytes: int = 0
+    detail: str = ""
+    tokens: int = 0
+
+    def describe(self) -> str:
+        bits = [f"{self.kind}"]
+        if self.mime:
+            bits.append(self.mime)
+        if self.bytes:
+            bits.append(f"{self.bytes:,} bytes")
+        if self.detail:
+            bits.append(self.detail)
+        return f"`{self.type}` part: " + ", ".join(bits)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    received_at: float
+    reply: str = ""
+    parts: list[PartInfo] = field(default_factory=list)
+
+
+_DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,", re.S)
+
+
+def _decode_data_uri(url: str) -> tuple[str, bytes]:
+    match = _DATA_URI.match(url)
+    if not match:
+        return "", b""
+    mime = match.group(1) or ""
+    payload = url[match.end():]
+    try:
+        return mime, base64.b64decode(payload, validate=False)
+    except (binascii.Error, ValueError):
+        return mime, b""
+
+
+def _media_details(kind: str, mime: str, data: bytes) -> tuple[str, int]:
+    """A human description and the Gemini token cost of one medium."""
+    if not data:
+        return "", {"image": TOKENS_PER_IMAGE}.get(kind, 0)
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return f"{width}×{height} PNG image", TOKENS_PER_IMAGE
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        with contextlib.suppress(wave.Error, EOFError, struct.error):
+            with wave.open(io.BytesIO(data)) as wav:
+                seconds = wav.getnframes() / float(wav.getframerate() or 1)
+            return f"{seconds:.1f} s of WAV audio", max(1, round(seconds * TOKENS_PER_AUDIO_SECOND))
+    if data[:5] == b"%PDF-":
+        pages = max(1, data.count(b"/Type /Page") - data.count(b"/Type /Pages"))
+        return f"a PDF of {pages} page(s)", pages * TOKENS_PER_PDF_PAGE
+    per_kind = {"image": TOKENS_PER_IMAGE, "audio": TOKENS_PER_AUDIO_SECOND * 5,
+                "video": TOKENS_PER_VIDEO_SECOND * 5, "pdf": TOKENS_PER_PDF_PAGE}
+    return "", per_kind.get(kind, 0)
+
+
+def _kind_of(mime: str, fallback: str) -> str:
+    if mime == "application/pdf":
+        return "pdf"
+    major = mime.split("/")[0] if mime else ""
+    return major if major in {"image", "audio", "video"} else fallback
+
+
+def describe_part(part: dict) -> PartInfo:
+    """Describe one OpenAI content part, whatever dialect spelled it."""
+    part_type = str(part.get("type", "?"))
+    if part_type == "text":
+        text = str(part.get("text", ""))
+        return PartInfo(part_type, "text", tokens=estimate_text_tokens(text))
+    if part_type == "input_audio":
+        audio = part.get("input_audio") or {}
+        try:
+            data = base64.b64decode(audio.get("data", ""), validate=False)
+        except (binascii.Error, ValueError):
+            data = b""
+        mime = f"audio/{audio.get('format', '?')}"
+        detail, tokens = _media_details("audio", mime, data)
+        return PartInfo(part_type, "audio", mime, len(data), detail, tokens)
+    if part_type == "file":
+        file = part.get("file") or {}
+        mime, data = _decode_data_uri(str(file.get("file_data", "")))
+        detail, tokens = _media_details("pdf", mime, data)
+        name = file.get("filename", "")
+        detail = ", ".join(filter(None, [f"named {name}" if name else "", detail]))
+        return PartInfo(part_type, _kind_of(mime, "file"), mime, len(data), detail, tokens)
+    inner = part.get(part_type)
+    url = inner.get("url", "") if isinstance(inner, dict) else str(inner or "")
+    fallback = {"image_url": "image", "audio_url": "audio", "video_url": "video"}.get(
+        part_type, "unknown"
+    )
+    if url.startswith("data:"):
+        mime, data = _decode_data_uri(url)
+        kind = _kind_of(mime, fallback)
+        detail, tokens = _media_details(kind, mime, data)
+        return PartInfo(part_type, kind, mime, len(data), detail, tokens)
+    detail, tokens = _media_details(fallback, "", b"")
+    return PartInfo(part_type, fallback, "", 0, f"a link to {url[:80]}" if url else "", tokens)
+
+
+class Simulator:
+    """The simulator's state: what it was asked, and its flaky counters."""
+
+    def __init__(self, *, token_rate: float = 40.0) -> None:
+        self.token_rate = token_rate
+        self.requests: list[RecordedRequest] = []
+        self._flaky_counts: dict[str, int] = {}
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self._flaky_counts.clear()
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    # -- ASGI -------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        method = scope["method"]
+        if method == "GET" and path.endswith("/v1/models"):
+            await self._json(send, 200, {"object": "list", "data": [
+                {"id": m["id"], "object": "model", "owned_by": "simulator",
+                 "input_modalities": m["inputs"]} for m in SIMULATED_MODELS]})
+            return
+        if method == "GET" and path.endswith("/api/pricing"):
+            await self._json(send, 200, self.pricing())
+            return
+        if method == "GET" and path.endswith("/_sim/requests"):
+            await self._json(send, 200, [
+                {"path": r.path, "body": r.body, "reply": r.reply,
+                 "parts": [p.__dict__ for p in r.parts]} for r in self.requests])
+            return
+        if method == "DELETE" and path.endswith("/_sim/requests"):
+            self.reset()
+            await self._json(send, 200, {"ok": True})
+            return
+        if method == "POST" and path.endswith("/chat/completions"):
+            await self._chat(scope, receive, send, path)
+            return
+        await self._json(send, 404, {"error": {"message": f"no route {path}", "type": "sim",
+                                               "code": "not_found"}})
+
+    @staticmethod
+    def pricing() -> dict:
+        return {"success": True, "data": [
+            {"model_name": "gemini-2.5-flash", "quota_type": 0, "model_ratio": 0.15,
+             "completion_ratio": 8.333, "cache_ratio": 0.25, "enable_groups": ["default"]},
+            {"model_name": "gemini-2.5-flash-lite", "quota_type": 0, "model_ratio": 0.05,
+             "completion_ratio": 4, "cache_ratio": 0.25, "enable_groups": ["default"]},
+            {"model_name": "gemini-3.1-flash-lite-preview", "quota_type": 0,
+             "model_ratio": 0.125, "completion_ratio": 6, "enable_groups": ["default"]},
+            {"model_name": "gpt-4o-mini", "quota_type": 0, "model_ratio": 0.075,
+             "completion_ratio": 4, "cache_ratio": 0.5, "enable_groups": ["default"]},
+        ], "group_ratio": {"default": 1}}
+
+    @staticmethod
+    async def _json(send, status: int, payload: Any) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _raw(send, status: int, body: bytes, content_type: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, receive) -> bytes:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("client went away")
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _chat(self, scope, receive, send, path: str) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        try:
+            raw = await self._read_body(receive)
+        except ConnectionError:
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            await self._raw(send, 400, new_api_error_body(400, "invalid_request",
+                                                          "invalid JSON body"),
+                            b"application/json")
+            return
+        model = str(body.get("model", ""))
+        base_model, _, model_spec = model.partition("@")
+        spec = ",".join(filter(None, [model_spec, headers.get("x-sim", "")]))
+        behaviour = Behaviour.parse(spec)
+        record = RecordedRequest("POST", path, headers, body, time.monotonic())
+        self.requests.append(record)
+
+        if not headers.get("authorization", "").removeprefix("Bearer ").strip():
+            await self._raw(send, 401, new_api_error_body(401, "", "无效的令牌"),
+                            b"application/json")
+            return
+        if behaviour.flaky:
+            seen = self._flaky_counts.get(model, 0)
+            self._flaky_counts[model] = seen + 1
+            if seen < behaviour.flaky:
+                behaviour.fail = behaviour.fail or 503
+            else:
+                behaviour.fail = None
+        if behaviour.fail:
+            if behaviour.empty:
+                await self._raw(send, behaviour.fail, b"", b"text/plain")
+            elif behaviour.html:
+                page = (f"<html><head><title>{behaviour.fail} Bad Gateway</title></head>"
+                        "<body><center><h1>Bad Gateway</h1></center><hr>"
+                        "<center>nginx</center></body></html>").encode()
+                await self._raw(send, behaviour.fail, page, b"text/html")
+            else:
+                await self._raw(send, behaviour.fail,
+                                new_api_error_body(behaviour.fail, behaviour.code,
+                                                   behaviour.message),
+                                b"application/json")
+            return
+
+        parts = self._parts_of(body)
+        record.parts = parts
+        reply = self._reply_text(body, parts, behaviour)
+        record.reply = reply
+        usage = self._usage(body, parts, reply, behaviour)
+        if body.get("stream"):
+            await self._stream(send, receive, base_model, reply, usage, behaviour, record)
+        else:
+            await self._json(send, 200, {
+                "id": f"chatcmpl-sim{uuid.uuid4().hex[:20]}", "model": base_model,
+                "object": "chat.completion", "created": int(time.time()),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                             "finish_reason": behaviour.finish}],
+                "usage": usage,
+            })
+
+    @staticmethod
+    def _parts_of(body: dict) -> list[PartInfo]:
+        messages = body.get("messages") or []
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+        if not last_user:
+            return []
+        content = last_user.get("content")
+        if isinstance(content, str):
+            return [PartInfo("text", "text", tokens=estimate_text_tokens(content))]
+        return [describe_part(p) for p in content or [] if isinstance(p, dict)]
+
+    def _reply_text(self, body: dict, parts: list[PartInfo], behaviour: Behaviour) -> str:
+        if behaviour.bench:
+            return ""  # bench tokens are made as they are sent
+        messages = body.get("messages") or []
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        content = last_user.get("content")
+        if isinstance(content, list):
+            text = " ".join(str(p.get("text", "")) for p in content
+                            if isinstance(p, dict) and p.get("type") == "text")
+        else:
+            text = str(content or "")
+        lines = [f"You said: {text.strip()}" if text.strip() else "You sent no text."]
+        media = [p for p in parts if p.kind != "text"]
+        if media:
+            lines.append("")
+            lines.append(f"I received {len(media)} attachment(s):")
+            lines.extend(f"- {p.describe()}" for p in media)
+        reply = "\n".join(lines) + "\n\n" + FILLER
+        if behaviour.tokens is not None:
+            tokens = tokenize(reply)
+            while len(tokens) < behaviour.tokens:
+                tokens += tokenize(" " + FILLER)
+            reply = "".join(tokens[: behaviour.tokens])
+        if behaviour.huge:
+            pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (behaviour.huge * 3 // 4))
+            reply += f"\n\n![generated image](data:image/png;base64,{pixel.decode()})"
+        return reply
+
+    @staticmethod
+    def _usage(body: dict, parts: list[PartInfo], reply: str, behaviour: Behaviour) -> dict:
+        history_tokens = 0
+        for message in (body.get("messages") or [])[:-1]:
+            content = message.get("content")
+            if isinstance(content, str):
+                history_tokens += estimate_text_tokens(content)
+        text_tokens = sum(p.tokens for p in parts if p.kind == "text") + history_tokens
+        audio_tokens = sum(p.tokens for p in parts if p.kind == "audio")
+        media_tokens = sum(p.tokens for p in parts if p.kind not in {"text", "audio"})
+        prompt = text_tokens + audio_tokens + media_tokens
+        completion = len(tokenize(reply)) if reply else 0
+        reasoning = 12 if behaviour.reasoning else 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion + reasoning,
+            "total_tokens": prompt + completion + reasoning,
+            "prompt_tokens_details": {"cached_tokens": 0, "text_tokens": text_tokens,
+                                      "audio_tokens": audio_tokens, "image_tokens": 0},
+            "completion_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
+                                          "reasoning_tokens": reasoning},
+            "input_tokens": 0, "output_tokens": 0, "input_tokens_details": None,
+            "claude_cache_creation_5_m_tokens": 0, "claude_cache_creation_1_h_tokens": 0,
+        }
+
+    async def _stream(self, send, receive, model: str, reply: str, usage: dict,
+                      behaviour: Behaviour, record: RecordedRequest) -> None:
+        chunk_id = f"chatcmpl-sim{uuid.uuid4().hex[:20]}"
+        created = int(time.time())
+        rate = self.token_rate if behaviour.rate is None else behaviour.rate
+        interval = 1.0 / rate if rate > 0 else 0.0
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected.set()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        dropped = False
+
+        def chunk(delta: dict | None, finish: str | None = None, **extra) -> bytes:
+            payload = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+                       "model": model, "system_fingerprint": None,
+                       "choices": [] if delta is None else [
+                           {"index": 0, "delta": delta, "logprobs": None,
+                            "finish_reason": finish}],
+                       "usage": None, **extra}
+            return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+        async def emit(data: bytes) -> bool:
+            if disconnected.is_set():
+                return False
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            return True
+
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
+            await emit(b": PING\n\n")
+            await emit(chunk({"role": "assistant", "content": ""}))
+            if behaviour.stall:
+                await disconnected.wait()
+                return
+            if behaviour.reasoning:
+                for token in tokenize("Let me think about what was sent and how to answer it."):
+                    if not await emit(chunk({"reasoning_content": token})):
+                        return
+                    if interval:
+                        await asyncio.sleep(interval)
+            tokens = self._bench_tokens(behaviour) if behaviour.bench else tokenize(reply)
+            sent: list[str] = []
+            for index, token in enumerate(tokens):
+                if index and interval:
+                    await asyncio.sleep(interval)
+                if behaviour.bench:
+                    token = f"⟦{time.monotonic():.6f}⟧ "
+                if index == behaviour.stall_after:
+                    await disconnected.wait()
+                    return
+                if index == behaviour.drop_after:
+                    dropped = True  # returning unfinished makes the server cut the connection
+                    return
+                if index == behaviour.cut_after:
+                    await emit(chunk(None, usage=usage))
+                    await emit(b"data: [DONE]\n\n")
+                    return
+                if index == behaviour.error_after:
+                    error = json.loads(new_api_error_body(
+                        500, behaviour.code or "bad_response_status_code",
+                        behaviour.message or "upstream stream error"))
+                    await emit(b"data: " + json.dumps(error).encode() + b"\n\n")
+                    await emit(b"data: [DONE]\n\n")
+                    return
+                sent.append(token)
+                is_last = index == len(tokens) - 1 and not behaviour.no_usage
+                if not await emit(chunk({"content": token},
+                                        behaviour.finish if is_last else None)):
+                    return
+                if index and index % 50 == 0:
+                    await emit(b": PING\n\n")
+            if behaviour.bench:
+                record.reply = "".join(sent)
+                completion = len(sent)
+                usage = {**usage, "completion_tokens": completion,
+                         "total_tokens": usage["prompt_tokens"] + completion}
+            if not tokens:
+                await emit(chunk({}, behaviour.finish))
+            if not behaviour.no_usage:
+                await emit(chunk(None, usage=usage))
+            await emit(b"data: [DONE]\n\n")
+        finally:
+            watcher.cancel()
+            if not disconnected.is_set() and not dropped:
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    def _bench_tokens(behaviour: Behaviour) -> list[str]:
+        return [""] * (behaviour.tokens or 100)
+
+
+def main() -> None:  # pragma: no cover - a convenience entry point
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Run the relay simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--rate", type=float, default=40.0, help="tokens per second")
+    args = parser.parse_args()
+    uvicorn.run(Simulator(token_rate=args.rate), host=args.host, port=args.port,
+                log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("c/new/", views.conversation_new, name="conversation_new"),
+    path("c/<int:pk>/", views.conversation_detail, name="conversation"),
+    path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
+    path("c/<int:pk>/messages/", views.message_create, name="message_create"),
+    path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
+    path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
+]

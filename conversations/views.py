@@ -1,0 +1,193 @@
+"""Thin views: authorise → validate → one service call → render."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from . import services
+from .forms import ConversationSettingsForm, MessageForm, NewConversationForm
+from .fragments import messages_upsert, render_message, upsert
+from .models import ChatModel, Conversation
+from .selectors import (
+    conversation_messages,
+    get_conversation_for_user,
+    get_message_for_user,
+    sidebar_conversations,
+)
+
+UNPROCESSABLE = 422
+
+
+def _page_context(request: HttpRequest, **extra) -> dict:
+    return {
+        "conversations": sidebar_conversations(user=request.user),
+        "has_models": ChatModel.objects.usable().exists(),
+        **extra,
+    }
+
+
+def _composer_error(message: str) -> HttpResponse:
+    html = upsert("composer-errors", f'<p id="composer-error" role="alert">{_escape(message)}</p>')
+    return HttpResponse(html, status=UNPROCESSABLE)
+
+
+def _escape(text: str) -> str:
+    from django.utils.html import escape
+
+    return escape(text)
+
+
+def _form_errors(form) -> str:
+    return " ".join(
+        f"{form.fields[name].label if name in form.fields else ''}: {error}".lstrip(": ")
+        for name, errors in form.errors.items()
+        for error in errors
+    )
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    latest = Conversation.objects.for_user(request.user).first()
+    if latest is not None:
+        return redirect("conversation", pk=latest.pk)
+    return redirect("conversation_new")
+
+
+@login_required
+def conversation_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = NewConversationForm(request.POST)
+        if not form.is_valid():
+            if request.htmx:
+                return _composer_error(_form_errors(form))
+            return render(request, "conversations/new.html", _page_context(request, form=form),
+                          status=UNPROCESSABLE)
+        data = form.cleaned_data
+        files = request.FILES.getlist("files")
+        try:
+            conversation = services.create_conversation(
+                owner=request.user, model=data["model"], system_prompt=data["system_prompt"],
+                temperature=data["temperature"], top_p=data["top_p"],
+                max_tokens=data["max_tokens"],
+            )
+            services.post_message(
+                conversation=conversation, author=request.user, text=data["text"], files=files
+            )
+        except services.ServiceError as exc:
+            if request.htmx:
+                return _composer_error(exc.message)
+            form.add_error(None, exc.message)
+            return render(request, "conversations/new.html", _page_context(request, form=form),
+                          status=UNPROCESSABLE)
+        url = reverse("conversation", kwargs={"pk": conversation.pk})
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    last = Conversation.objects.for_user(request.user).filter(model__isnull=False).first()
+    initial = {}
+    if last is not None:
+        initial = {"model": last.model, "temperature": last.temperature, "top_p": last.top_p,
+                   "max_tokens": last.max_tokens}
+    form = NewConversationForm(initial=initial)
+    return render(request, "conversations/new.html", _page_context(request, form=form))
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    context = _page_context(
+        request,
+        conversation=conversation,
+        messages=[render_message(m) for m in conversation_messages(conversation=conversation)],
+        settings_form=ConversationSettingsForm(instance=conversation),
+        message_form=MessageForm(),
+    )
+    return render(request, "conversations/detail.html", context)
+
+
+@login_required
+@require_POST
+def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    form = ConversationSettingsForm(request.POST, instance=conversation)
+    if not form.is_valid():
+        return render(request, "conversations/_settings.html",
+                      {"conversation": conversation, "settings_form": form},
+                      status=UNPROCESSABLE)
+    data = form.cleaned_data
+    services.update_conversation_settings(
+        conversation=conversation, model=data["model"], system_prompt=data["system_prompt"],
+        temperature=data["temperature"], top_p=data["top_p"], max_tokens=data["max_tokens"],
+    )
+    return render(request, "conversations/_settings.html",
+                  {"conversation": conversation, "settings_form": form, "saved": True})
+
+
+@login_required
+@require_POST
+def message_create(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _composer_error(_form_errors(form))
+    try:
+        user_message, reply = services.post_message(
+            conversation=conversation, author=request.user, text=form.cleaned_data["text"],
+            files=request.FILES.getlist("files"),
+        )
+    except services.ServiceError as exc:
+        return _composer_error(exc.message)
+    if not request.htmx:
+        return redirect("conversation", pk=conversation.pk)
+    return HttpResponse(
+        messages_upsert([user_message, reply])
+        + upsert("composer-errors", "")
+        + _sidebar_entry(request, conversation)
+    )
+
+
+def _sidebar_entry(request: HttpRequest, conversation: Conversation) -> str:
+    from django.template.loader import render_to_string
+
+    html = render_to_string(
+        "conversations/_sidebar_item.html",
+        {"item": conversation, "current": conversation},
+        request=request,
+    )
+    return f'<div hx-swap-oob="afterbegin:#conversation-list" data-upsert>{html}</div>'
+
+
+@login_required
+@require_POST
+def message_stop(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    services.request_stop(message=message)
+    message.refresh_from_db()
+    return HttpResponse(messages_upsert([message]))
+
+
+@login_required
+@require_POST
+def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    try:
+        reply = services.retry_reply(message=message)
+    except services.ServiceError as exc:
+        return _composer_error(exc.message)
+    if not request.htmx:
+        return redirect("conversation", pk=message.conversation_id)
+    return HttpResponse(messages_upsert([reply]))
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    conversation.delete()
+    url = reverse("home")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
