@@ -26,6 +26,7 @@ class Command(BaseCommand):
                **options) -> None:
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
         simulator_url = f"http://127.0.0.1:{port}/simulator" if settings.SIMULATOR_ENABLED else None
         relay = services.ensure_default_relay(simulator_url=simulator_url)
         self._first_user()
