@@ -11,6 +11,10 @@ from .relay import RelayClient, RelayError
 
 class RelayForm(forms.ModelForm):
     # The key is write-only: the admin never renders the stored value.
+    base_url = forms.URLField(
+        max_length=500, assume_scheme="https",
+        help_text="Without /v1, e.g. https://api.example.com",
+    )
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -19,7 +23,10 @@ class RelayForm(forms.ModelForm):
 
     class Meta:
         model = Relay
-        fields = "__all__"
+        fields = [
+            "name", "base_url", "api_key", "dialect", "is_simulated", "is_active", "currency",
+            "exchange_rate", "billing_mode", "price_multiplier", "group_ratio",
+        ]
 
     def clean_api_key(self) -> str:
         key = self.cleaned_data.get("api_key", "")

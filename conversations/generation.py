@@ -74,13 +74,13 @@ def _spawn(message_id: int) -> None:
     )
 
 
-async def shutdown(timeout: float = 5.0) -> None:
+async def shutdown(grace: float = 5.0) -> None:
     """Server stopping: end every running reply as interrupted, keeping its text."""
     for generation in list(_running.values()):
         generation.interrupt()
     tasks = [g.task for g in _running.values() if g.task is not None]
     if tasks:
-        await asyncio.wait(tasks, timeout=timeout)
+        await asyncio.wait(tasks, timeout=grace)
 
 
 class _Text:

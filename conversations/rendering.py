@@ -73,13 +73,15 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
         lexer = get_lexer_by_name(lang or "text", stripall=False)
     except ClassNotFound:
         return ""  # markdown-it escapes it as plain code
+    language = lexer.aliases[0] if lexer.aliases else ""
     return (
-        f'<pre class="highlight"><code class="language-{lexer.aliases[0] if lexer.aliases else ""}">'
+        f'<pre class="highlight"><code class="language-{language}">'
         f"{pygments_highlight(code, lexer, _FORMATTER)}</code></pre>"
     )
 
 
-def _render_image(tokens, idx, options, env) -> str:
+def _render_image(_renderer, tokens, idx, options, env) -> str:
+    # markdown-it binds render rules as methods of the renderer.
     token = tokens[idx]
     src = str(token.attrs.get("src", ""))
     alt = token.content or "image"
