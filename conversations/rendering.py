@@ -25,6 +25,7 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
 _FORMATTER = HtmlFormatter(nowrap=True)
 
 ALLOWED_TAGS = {
@@ -84,7 +85,7 @@ def _render_image(_renderer, tokens, idx, options, env) -> str:
     # markdown-it binds render rules as methods of the renderer.
     token = tokens[idx]
     src = str(token.attrs.get("src", ""))
-    alt = token.content or "image"
+    alt = _renderer.renderInlineAsText(token.children or [], options, env) or "image"
     if _DATA_IMAGE.match(src):
         return f'<img src="{src}" alt="{_escape(alt)}">'
     # A remote image would be fetched by the browser: show a link instead.
@@ -116,12 +117,18 @@ class BlockStream:
 
     `closed` holds the sources of finished blocks; `tail` is the block still
     being written. Feeding is linear in the text: only the tail is re-scanned.
+    A blank line ends a block at once, except inside a fence and inside a
+    list: a loose list's next item or indented content (a nested list, a
+    second paragraph) belongs to the same list, so there the cut waits for
+    the next non-blank line to tell.
     """
 
     closed: list[str] = field(default_factory=list)
     tail: str = ""
     _fence: str = ""
     _scanned: int = 0  # how much of `tail` is whole lines already classified
+    _in_list: bool = False  # the open block contains a list item
+    _blank_at: int = -1  # in a list: where the blank lines that may end it began
 
     def feed(self, text: str) -> list[str]:
         """Add text; return the blocks this closed (in order)."""
@@ -131,26 +138,43 @@ class BlockStream:
             newline = self.tail.find("\n", self._scanned)
             if newline == -1:
                 break
-            line = self.tail[self._scanned:newline]
+            start = self._scanned
+            line = self.tail[start:newline]
             self._scanned = newline + 1
-            fence = _FENCE.match(line)
             if self._fence:
+                fence = _FENCE.match(line)
                 if fence and fence.group(1)[0] == self._fence[0] and len(
                     fence.group(1)
                 ) >= len(self._fence) and not line.strip().strip(self._fence[0]):
                     self._fence = ""
                 continue
+            if line.strip() == "":
+                if not self._in_list:
+                    self._close(end=start, rest=self._scanned, into=newly_closed)
+                elif self._blank_at < 0:
+                    self._blank_at = start
+                continue
+            if self._blank_at >= 0:
+                if line[0] in " \t" or _LIST_ITEM.match(line):
+                    self._blank_at = -1  # the list goes on
+                else:
+                    self._close(end=self._blank_at, rest=start, into=newly_closed)
+            fence = _FENCE.match(line)
             if fence:
                 self._fence = fence.group(1)
-                continue
-            if line.strip() == "":
-                block = self.tail[: self._scanned].strip("\n")
-                self.tail = self.tail[self._scanned:]
-                self._scanned = 0
-                if block.strip():
-                    self.closed.append(block)
-                    newly_closed.append(block)
+            elif _LIST_ITEM.match(line):
+                self._in_list = True
         return newly_closed
+
+    def _close(self, *, end: int, rest: int, into: list[str]) -> None:
+        block = self.tail[:end].strip("\n")
+        self.tail = self.tail[rest:]
+        self._scanned -= rest
+        self._in_list = False
+        self._blank_at = -1
+        if block.strip():
+            self.closed.append(block)
+            into.append(block)
 
     @property
     def open_block(self) -> str:
