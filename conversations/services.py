@@ -267,7 +267,7 @@ def begin_reply(message_id: int) -> ReplyJob | None:
 
     with transaction.atomic():
         message = (
-            Message.objects.select_for_update()
+            Message.objects.select_for_update(of=("self",))
             .select_related("conversation", "model__relay")
             .filter(pk=message_id, status=Message.Status.PENDING)
             .first()
@@ -339,7 +339,7 @@ def finish_reply(*, message_id: int, outcome: ReplyOutcome) -> Message | None:
     """Save the final text, usage and cost of a reply, once."""
     with transaction.atomic():
         message = (
-            Message.objects.select_for_update()
+            Message.objects.select_for_update(of=("self",))
             .select_related("conversation", "model__relay")
             .filter(pk=message_id)
             .first()
