@@ -128,7 +128,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.layers.SingleProcessChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -196,7 +196,13 @@ UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 10)
 UPLOAD_MAX_MESSAGE_BYTES = env_int("UPLOAD_MAX_MESSAGE_MB", 250) * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Where relays can reach this server. When set, files of at least
+# MEDIA_LINK_MIN_KB go to URL-carrying parts as signed links valid for
+# MEDIA_LINK_TTL_S seconds, instead of inline data URIs.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")
+MEDIA_LINK_MIN_BYTES = env_int("MEDIA_LINK_MIN_KB", 4096) * 1024
+MEDIA_LINK_TTL = env_int("MEDIA_LINK_TTL_S", 3600)
+# How many earlier turns' files are sent again with the conversation (0 = all).
 HISTORY_MAX_MEDIA_TURNS = env_int("HISTORY_MAX_MEDIA_TURNS", 0)
 
 LOGGING = {

@@ -29,7 +29,7 @@ from django.conf import settings
 from . import services
 from .events import Block, ReplyFrame, control_group, conversation_group, publish
 from .models import Message
-from .relay import RelayClient, RelayError
+from .relay import RelayClient, RelayError, shared_http_client
 from .rendering import BlockStream, render_block
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Generation:
         self._done = False
         self._resync_channels: list[str] = []
         self._last_checkpoint = time.monotonic()
-        self._checkpointed_len = 0
+        self._checkpoint_task: asyncio.Task | None = None
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -188,6 +188,7 @@ class Generation:
             connect_timeout=settings.RELAY_CONNECT_TIMEOUT,
             read_timeout=settings.RELAY_READ_TIMEOUT,
             max_retries=settings.RELAY_MAX_RETRIES,
+            client=shared_http_client(),
         )
         try:
             async for event in client.stream_chat(job.body):
@@ -236,6 +237,10 @@ class Generation:
     ) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+        if self._checkpoint_task is not None:
+            # A late checkpoint must not land after the final save.
+            with contextlib.suppress(Exception):
+                await self._checkpoint_task
         await self._save(outcome)
         await publish(group, {"type": "reply.finished", "message_id": self.message_id})
 
@@ -311,14 +316,18 @@ class Generation:
         await layer.send(channel, dict(frame))
 
     async def _maybe_checkpoint(self) -> None:
+        """Save the text so far, in the background: frames never wait for the database."""
         now = time.monotonic()
         if now - self._last_checkpoint < settings.STREAM_CHECKPOINT_INTERVAL:
             return
+        if self._checkpoint_task is not None and not self._checkpoint_task.done():
+            return  # the database is slow; the next one will carry more text
         self._last_checkpoint = now
-        text = self.text.value
-        reasoning = self.reasoning.value
-        await database_sync_to_async(services.checkpoint_reply)(
-            message_id=self.message_id, text=text, reasoning=reasoning
+        self._checkpoint_task = asyncio.create_task(
+            database_sync_to_async(services.checkpoint_reply)(
+                message_id=self.message_id, text=self.text.value,
+                reasoning=self.reasoning.value,
+            )
         )
 
     # -- control group ----------------------------------------------------------

@@ -1,0 +1,324 @@
+"""How much delay the app adds between the relay and the browser's WebSocket.
+
+    .venv/bin/python bench/streaming.py [--concurrency 1 100] [--tokens 75] [--rate 25]
+
+Starts the relay simulator and the app (`manage.py serve`, one process, SQLite,
+in-memory channel layer) as separate processes on loopback, creates one
+conversation per concurrent stream, connects a WebSocket to each, posts a
+message to each, and at the same time opens the same number of bare httpx
+streams straight to the simulator.
+
+The simulator (bench behaviour) makes every token its own send time,
+`⟦time.monotonic()⟧`, stamped as it writes the chunk. CLOCK_MONOTONIC is
+shared by all processes on the machine, so a client can compute each chunk's
+lag on arrival. The bare httpx clients run in the same process under the same
+load, so their lag is the baseline: what the measuring client itself adds on
+2 cores. Reported figures are the WebSocket lag minus that baseline.
+
+Checks that every reply is complete and identical to what the simulator sent:
+the stamps received live, and the text stored in the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.conftest import free_port  # noqa: E402
+
+STAMP = re.compile(r"⟦(\d+\.\d+)⟧")
+PASSWORD = "bench-password-123"
+
+
+@dataclass
+class Lags:
+    first: list[float] = field(default_factory=list)
+    later: list[float] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Stack:
+    """The simulator and the app, each in its own process."""
+
+    def __init__(self, rate: float, tokens: int, workdir: Path) -> None:
+        self.workdir = workdir
+        self.sim_port = free_port()
+        self.app_port = free_port()
+        self.model_id = f"bench-model@bench,tokens={tokens}"
+        self.rate = rate
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "MEDIA_ROOT": str(workdir / "media"),
+            "SIMULATOR_ENABLED": "false",
+            "DEBUG": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+        for name in ("RELAY_BASE_URL", "REDIS_URL"):
+            self.env.pop(name, None)
+        self.processes: list[subprocess.Popen] = []
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True,
+            capture_output=True, text=True,
+        ).stdout
+
+    def start(self, conversations: int) -> None:
+        self.processes.append(subprocess.Popen(
+            [sys.executable, "-m", "conversations.simulator", "--port", str(self.sim_port),
+             "--rate", str(self.rate)], cwd=ROOT, env=self.env,
+        ))
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("shell", "-c", f"""
+from django.contrib.auth.models import User
+from conversations.models import Relay, ChatModel, Conversation
+user = User.objects.create_user('bench', '', '{PASSWORD}')
+relay = Relay.objects.create(name='bench', base_url='http://127.0.0.1:{self.sim_port}',
+                             api_key='bench-key')
+model = ChatModel.objects.create(relay=relay, model_id='{self.model_id}', display_name='bench')
+Conversation.objects.bulk_create(
+    [Conversation(owner=user, model=model, title=f'bench {{i}}') for i in range({conversations})])
+""")
+        self.processes.append(subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.app_port), "--no-migrate",
+             "--log-level", "warning"], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+        ))
+        deadline = time.monotonic() + 30
+        for url in (f"http://127.0.0.1:{self.sim_port}/v1/models",
+                    f"http://127.0.0.1:{self.app_port}/login/"):
+            while True:
+                try:
+                    httpx.get(url, timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{url} did not come up") from None
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def stored_replies(self) -> dict[int, str]:
+        with sqlite3.connect(self.workdir / "bench.sqlite3") as db:
+            rows = db.execute(
+                "SELECT conversation_id, text, status FROM conversations_message "
+                "WHERE role = 'assistant' ORDER BY id"
+            ).fetchall()
+        replies: dict[int, str] = {}
+        for conversation_id, text, status in rows:
+            if status != "complete":
+                raise AssertionError(f"a reply ended {status!r}, not complete")
+            replies.setdefault(conversation_id, "")
+            replies[conversation_id] = text  # the latest reply of the conversation
+        return replies
+
+
+async def sign_in(base: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=base, timeout=60)
+    await client.get("/login/")
+    response = await client.post("/login/", data={
+        "username": "bench", "password": PASSWORD,
+        "csrfmiddlewaretoken": client.cookies["csrftoken"],
+    })
+    assert response.status_code == 302, "sign-in failed"
+    return client
+
+
+async def app_stream(client: httpx.AsyncClient, port: int, conversation_id: int, delay: float,
+                     lags: Lags, received: dict[int, list[str]]) -> None:
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    url = f"ws://127.0.0.1:{port}/ws/conversations/{conversation_id}/"
+    seen: set[str] = set()
+    stamps: list[str] = []
+    async with websockets.connect(
+        url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"},
+        max_size=None, compression=None,
+    ) as socket:
+        with_timeout = asyncio.timeout(10)
+        async with with_timeout:  # the catch-up of earlier messages comes first
+            while True:
+                try:
+                    await asyncio.wait_for(socket.recv(), 0.2)
+                except TimeoutError:
+                    break
+        await asyncio.sleep(delay)
+        response = await client.post(
+            f"/c/{conversation_id}/messages/", data={"text": f"bench {conversation_id}"},
+            headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"},
+        )
+        assert response.status_code == 200, response.text[:300]
+        async with asyncio.timeout(120):
+            while True:
+                html = await socket.recv()
+                now = time.monotonic()
+                for stamp in STAMP.findall(html):
+                    if stamp in seen:
+                        continue
+                    seen.add(stamp)
+                    stamps.append(stamp)
+                    (lags.first if len(stamps) == 1 else lags.later).append(now - float(stamp))
+                if "message-assistant status-complete" in html:
+                    break
+                if "message-assistant status-failed" in html:
+                    raise AssertionError("a bench reply failed")
+    received[conversation_id] = stamps
+
+
+async def bare_stream(port: int, model_id: str, delay: float, lags: Lags) -> None:
+    await asyncio.sleep(delay)
+    body = {"model": model_id, "stream": True, "messages": [{"role": "user", "content": "b"}],
+            "stream_options": {"include_usage": True}}
+    count = 0
+    async with httpx.AsyncClient(timeout=120) as client, client.stream(
+        "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+        headers={"Authorization": "Bearer bench"},
+    ) as response:
+        from httpx_sse import EventSource
+
+        async for sse in EventSource(response).aiter_sse():
+            now = time.monotonic()
+            if sse.data == "[DONE]":
+                break
+            for stamp in STAMP.findall(sse.data):
+                count += 1
+                (lags.first if count == 1 else lags.later).append(now - float(stamp))
+
+
+async def run_round(stack: Stack, conversation_ids: list[int], spread: float) -> tuple[
+        Lags, Lags, dict[int, list[str]]]:
+    client = await sign_in(f"http://127.0.0.1:{stack.app_port}")
+    app_lags, bare_lags = Lags(), Lags()
+    received: dict[int, list[str]] = {}
+    delays = [random.uniform(0, spread) for _ in conversation_ids]
+    await asyncio.gather(
+        *(app_stream(client, stack.app_port, cid, d, app_lags, received)
+          for cid, d in zip(conversation_ids, delays, strict=True)),
+        *(bare_stream(stack.sim_port, stack.model_id, d, bare_lags) for d in delays),
+    )
+    await client.aclose()
+    return app_lags, bare_lags, received
+
+
+def verify(stack: Stack, received: dict[int, list[str]]) -> int:
+    """Every reply complete and identical to what the simulator sent."""
+    sent = httpx.get(f"http://127.0.0.1:{stack.sim_port}/_sim/requests", timeout=30).json()
+    by_conversation: dict[int, str] = {}
+    for record in sent:
+        text = record["body"]["messages"][-1]["content"]
+        match = re.fullmatch(r"bench (\d+)", text if isinstance(text, str) else "")
+        if match:
+            by_conversation[int(match.group(1))] = record["reply"]
+    stored = stack.stored_replies()
+    checked = 0
+    for conversation_id, stamps in received.items():
+        reply = by_conversation[conversation_id]
+        if STAMP.findall(reply) != stamps:
+            raise AssertionError(f"conversation {conversation_id}: live stream differs")
+        if stored[conversation_id] != reply:
+            raise AssertionError(f"conversation {conversation_id}: stored text differs")
+        checked += 1
+    return checked
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:7.1f}"
+
+
+def report(concurrency: int, app: Lags, bare: Lags, checked: int) -> dict:
+    figures = {
+        "first_median": statistics.median(app.first) - statistics.median(bare.first),
+        "first_p99": percentile(app.first, 99) - percentile(bare.first, 99),
+        "later_median": statistics.median(app.later) - statistics.median(bare.later),
+        "later_p99": percentile(app.later, 99) - percentile(bare.later, 99),
+    }
+    print(f"\n== {concurrency} concurrent conversation(s): {len(app.first)} replies, "
+          f"{len(app.later) + len(app.first)} chunks; {checked} replies verified complete "
+          "and identical (live and stored)")
+    print("                        median ms   p99 ms")
+    print(f"  first chunk  websocket {ms(statistics.median(app.first))}  "
+          f"{ms(percentile(app.first, 99))}")
+    print(f"               bare httpx{ms(statistics.median(bare.first))}  "
+          f"{ms(percentile(bare.first, 99))}")
+    print(f"               added     {ms(figures['first_median'])}  {ms(figures['first_p99'])}")
+    print(f"  later chunks websocket {ms(statistics.median(app.later))}  "
+          f"{ms(percentile(app.later, 99))}")
+    print(f"               bare httpx{ms(statistics.median(bare.later))}  "
+          f"{ms(percentile(bare.later, 99))}")
+    print(f"               added     {ms(figures['later_median'])}  {ms(figures['later_p99'])}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--tokens", type=int, default=75, help="chunks per reply")
+    parser.add_argument("--rate", type=float, default=25, help="chunks per second per reply")
+    parser.add_argument("--solo-rounds", type=int, default=20,
+                        help="sequential replies measured at concurrency 1")
+    args = parser.parse_args()
+    most = max(args.concurrency)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(args.rate, args.tokens, Path(tmp))
+        try:
+            stack.start(conversations=most)
+            print(f"simulator :{stack.sim_port}, app :{stack.app_port}; {args.tokens} chunks "
+                  f"per reply at {args.rate:g}/s; frames every "
+                  f"{os.environ.get('STREAM_FRAME_INTERVAL_MS', '50')} ms")
+            for concurrency in args.concurrency:
+                app, bare = Lags(), Lags()
+                received: dict[int, list[str]] = {}
+                rounds = args.solo_rounds if concurrency == 1 else 1
+                for _ in range(rounds):
+                    ids = list(range(1, concurrency + 1))
+                    a, b, r = asyncio.run(run_round(stack, ids, spread=min(1.0, concurrency / 100)))
+                    app.first += a.first
+                    app.later += a.later
+                    bare.first += b.first
+                    bare.later += b.later
+                    checked = verify(stack, r)
+                    received.update(r)
+                results[concurrency] = report(concurrency, app, bare, checked)
+        finally:
+            stack.stop()
+    if most in results:
+        r = results[most]
+        ok = r["first_median"] <= 0.005 and r["first_p99"] <= 0.025 and r["later_p99"] <= 0.075
+        print(f"\ntargets at {most} concurrent (added: first median ≤ 5 ms, first p99 ≤ 25 ms, "
+              f"later p99 ≤ 75 ms): {'MET' if ok else 'NOT MET'}")
+        print(json.dumps({k: round(v * 1000, 2) for k, v in r.items()}))
+
+
+if __name__ == "__main__":
+    main()
