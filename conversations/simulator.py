@@ -12,6 +12,8 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     fail=STATUS     answer STATUS with a new-api error body (code=, message=)
     empty           with fail=: an empty body
     html            with fail=: an HTML page from a "proxy"
+    web_page        a 200 web page instead of an answer (a base URL that misses the API)
+    text            with fail=: a plain-text body (an Envoy-style proxy message)
     flaky=N         fail (fail=, default 503) the first N times for this model, then work
     stall           send headers and a role chunk, then nothing
     stall_after=N   stall after N content chunks
@@ -24,7 +26,15 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     rate=N          N tokens a second (0 = as fast as possible)
     tokens=N        the answer's length in tokens (an echo + filler text)
     finish=REASON   finish_reason to send (default stop)
+    finish_chunk    send finish_reason on its own chunk with an empty delta
+    usage_every     repeat a running usage on every chunk (the last one is final)
+    images          send a generated image (of huge= size) in `images[]` (OpenRouter)
+    plain_json      answer a streaming request with a plain JSON completion
+    linger          keep the connection open after `[DONE]`
     bench           every token is its own send time: ⟦monotonic⟧
+
+An unknown key or a malformed value is answered with HTTP 400, so a typo in a
+test cannot silently turn into an ordinary reply.
 
 Run on its own with `python manage.py relaysim` or `python -m conversations.simulator`.
 """
@@ -42,7 +52,7 @@ import struct
 import time
 import uuid
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import unquote
 
@@ -103,24 +113,62 @@ class Behaviour:
     tokens: int | None = None
     finish: str = "stop"
     bench: bool = False
+    text: bool = False
+    finish_chunk: bool = False
+    usage_every: bool = False
+    images: bool = False
+    plain_json: bool = False
+    linger: bool = False
+    web_page: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Behaviour:
+        """Parse `key=value,flag,…`; the field's annotation says how to read a value.
+
+        Raises ValueError naming the bad item, so the caller can answer 400.
+        """
         behaviour = cls()
+        kinds = {f.name: str(f.type) for f in fields(cls)}
         for item in filter(None, (part.strip() for part in spec.split(","))):
-            key, _, value = item.partition("=")
+            key, has_value, value = item.partition("=")
             key = key.strip().replace("-", "_")
             value = unquote(value.strip())
-            if key in {"empty", "html", "stall", "no_usage", "reasoning", "bench"}:
-                setattr(behaviour, key, True)
-            elif key in {"fail", "flaky", "stall_after", "cut_after", "error_after",
-                         "drop_after", "huge", "tokens"}:
-                setattr(behaviour, key, int(value))
-            elif key == "rate":
-                behaviour.rate = float(value)
-            elif key in {"code", "message", "finish"}:
-                setattr(behaviour, key, value)
+            kind = kinds.get(key)
+            if kind is None:
+                raise ValueError(f"unknown simulator behaviour {key!r}")
+            try:
+                if kind == "bool":
+                    parsed: Any = value.lower() not in {"0", "false", "no", "off"}
+                    if has_value and value.lower() not in {
+                        "0", "1", "true", "false", "yes", "no", "on", "off"
+                    }:
+                        raise ValueError(value)
+                elif kind.startswith("int"):
+                    parsed = int(value)
+                elif kind.startswith("float"):
+                    parsed = float(value)
+                else:
+                    parsed = value
+            except ValueError:
+                raise ValueError(f"bad value {value!r} for simulator behaviour {key!r}") from None
+            setattr(behaviour, key, parsed)
         return behaviour
+
+
+# What a proxy in front of a relay says when the relay is down (Envoy's words).
+PROXY_TEXT = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+
+# What a relay's web site answers when the base URL misses the API.
+WEB_PAGE = ("<!doctype html><html><head><title>New API</title></head>"
+            "<body><div id=\"root\"></div></body></html>")
+
+REASONING = "Let me think about what was sent and how to answer it."
+
+
+def generated_image(size: int) -> str:
+    """A data URI of about `size` characters, like an image model's output."""
+    pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (size * 3 // 4))
+    return f"data:image/png;base64,{pixel.decode()}"
 
 
 # Default error bodies per status, as new-api words them.
@@ -179,6 +227,8 @@ class RecordedRequest:
     received_at: float
     reply: str = ""
     parts: list[PartInfo] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # sent in `images[]`, not in the text
+    usage: dict | None = None  # the final usage it reported
 
 
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(;[^,]*)?,", re.S)
@@ -371,9 +421,14 @@ class Simulator:
         model = str(body.get("model", ""))
         base_model, _, model_spec = model.partition("@")
         spec = ",".join(filter(None, [model_spec, headers.get("x-sim", "")]))
-        behaviour = Behaviour.parse(spec)
         record = RecordedRequest("POST", path, headers, body, time.monotonic())
         self.requests.append(record)
+        try:
+            behaviour = Behaviour.parse(spec)
+        except ValueError as exc:
+            await self._raw(send, 400, new_api_error_body(400, "invalid_request", str(exc)),
+                            b"application/json")
+            return
 
         if not headers.get("authorization", "").removeprefix("Bearer ").strip():
             await self._raw(send, 401, new_api_error_body(401, "", "无效的令牌"),
@@ -394,25 +449,40 @@ class Simulator:
                         "<body><center><h1>Bad Gateway</h1></center><hr>"
                         "<center>nginx</center></body></html>").encode()
                 await self._raw(send, behaviour.fail, page, b"text/html")
+            elif behaviour.text:
+                await self._raw(send, behaviour.fail, PROXY_TEXT.encode(),
+                                b"text/plain; charset=utf-8")
             else:
                 await self._raw(send, behaviour.fail,
                                 new_api_error_body(behaviour.fail, behaviour.code,
                                                    behaviour.message),
                                 b"application/json")
             return
+        if behaviour.web_page:
+            await self._raw(send, 200, WEB_PAGE.encode(), b"text/html; charset=utf-8")
+            return
 
         parts = self._parts_of(body)
         record.parts = parts
         reply = self._reply_text(body, parts, behaviour)
         record.reply = reply
+        if behaviour.images:
+            record.images = [generated_image(behaviour.huge or 96)]
         usage = self._usage(body, parts, reply, behaviour)
-        if body.get("stream"):
+        record.usage = usage
+        if body.get("stream") and not behaviour.plain_json:
             await self._stream(send, receive, base_model, reply, usage, behaviour, record)
         else:
+            message: dict[str, Any] = {"role": "assistant", "content": reply}
+            if behaviour.reasoning:
+                message["reasoning_content"] = REASONING
+            if record.images:
+                message["images"] = [{"type": "image_url", "image_url": {"url": url}}
+                                     for url in record.images]
             await self._json(send, 200, {
                 "id": f"chatcmpl-sim{uuid.uuid4().hex[:20]}", "model": base_model,
                 "object": "chat.completion", "created": int(time.time()),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                "choices": [{"index": 0, "message": message,
                              "finish_reason": behaviour.finish}],
                 "usage": usage,
             })
@@ -451,9 +521,8 @@ class Simulator:
             while len(tokens) < behaviour.tokens:
                 tokens += tokenize(" " + FILLER)
             reply = "".join(tokens[: behaviour.tokens])
-        if behaviour.huge:
-            pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (behaviour.huge * 3 // 4))
-            reply += f"\n\n![generated image](data:image/png;base64,{pixel.decode()})"
+        if behaviour.huge and not behaviour.images:
+            reply += f"\n\n![generated image]({generated_image(behaviour.huge)})"
         return reply
 
     @staticmethod
@@ -498,6 +567,13 @@ class Simulator:
 
         watcher = asyncio.create_task(watch_disconnect())
         dropped = False
+        if behaviour.no_usage:
+            record.usage = None
+
+        def running_usage(completion: int) -> dict:
+            # Relays that repeat usage count what was sent so far; the last one is final.
+            return {**usage, "completion_tokens": completion,
+                    "total_tokens": usage["prompt_tokens"] + completion}
 
         def chunk(delta: dict | None, finish: str | None = None, **extra) -> bytes:
             payload = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
@@ -524,7 +600,7 @@ class Simulator:
                 await disconnected.wait()
                 return
             if behaviour.reasoning:
-                for token in tokenize("Let me think about what was sent and how to answer it."):
+                for token in tokenize(REASONING):
                     if not await emit(chunk({"reasoning_content": token})):
                         return
                     if interval:
@@ -554,9 +630,11 @@ class Simulator:
                     await emit(b"data: [DONE]\n\n")
                     return
                 sent.append(token)
-                is_last = index == len(tokens) - 1 and not behaviour.no_usage
+                is_last = (index == len(tokens) - 1 and not behaviour.no_usage
+                           and not behaviour.finish_chunk and not record.images)
+                extra = {"usage": running_usage(len(sent))} if behaviour.usage_every else {}
                 if not await emit(chunk({"content": token},
-                                        behaviour.finish if is_last else None)):
+                                        behaviour.finish if is_last else None, **extra)):
                     return
                 if index and index % 50 == 0:
                     await emit(b": PING\n\n")
@@ -565,11 +643,19 @@ class Simulator:
                 completion = len(sent)
                 usage = {**usage, "completion_tokens": completion,
                          "total_tokens": usage["prompt_tokens"] + completion}
-            if not tokens:
+                record.usage = usage
+            if record.images:  # OpenRouter: the image rides on a delta of its own
+                await emit(chunk({"content": "", "images": [
+                    {"type": "image_url", "image_url": {"url": url}} for url in record.images
+                ]}))
+            if not tokens or (not behaviour.no_usage
+                              and (behaviour.finish_chunk or record.images)):
                 await emit(chunk({}, behaviour.finish))
             if not behaviour.no_usage:
                 await emit(chunk(None, usage=usage))
             await emit(b"data: [DONE]\n\n")
+            if behaviour.linger:
+                await disconnected.wait()
         finally:
             watcher.cancel()
             if not disconnected.is_set() and not dropped:
