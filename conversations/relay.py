@@ -310,6 +310,25 @@ def _timeout(connect: float, read: float) -> httpx.Timeout:
     return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
 
+_shared: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    """One pooled HTTP client per event loop, for every reply the server generates.
+
+    Building a client builds a TLS context (tens of milliseconds of CPU), and a
+    pool keeps connections to the relay alive between replies.
+    """
+    global _shared
+    loop = asyncio.get_running_loop()
+    if _shared is None or _shared[0] is not loop or _shared[1].is_closed:
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        )
+        _shared = (loop, client)
+    return _shared[1]
+
+
 class RelayClient:
     """An async client for one relay. Tests hand it a transport; the app doesn't."""
 
@@ -328,9 +347,10 @@ class RelayClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.read_timeout = read_timeout
+        self.timeout = _timeout(connect_timeout, read_timeout)
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
-            timeout=_timeout(connect_timeout, read_timeout),
+            timeout=self.timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         )
@@ -398,11 +418,13 @@ class RelayClient:
         if extra_headers:
             headers.update(extra_headers)
         url = f"{self.target.api_root}/chat/completions"
-        content = body_bytes(body)
+        content, length = request_content(body)
+        if length is not None:
+            headers["Content-Length"] = str(length)
         answered = False
         try:
             async with self._client.stream(
-                "POST", url, content=content, headers=headers
+                "POST", url, content=content, headers=headers, timeout=self.timeout
             ) as response:
                 answered = True
                 if not response.is_success:
@@ -523,6 +545,7 @@ class RelayClient:
                 url,
                 content=body_bytes(json_body) if json_body is not None else None,
                 headers=self.target.headers(),
+                timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, answered=False) from exc
@@ -551,6 +574,15 @@ def stream_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def body_bytes(body: dict[str, Any] | None) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def request_content(body: dict[str, Any]) -> tuple[bytes | AsyncIterator[bytes], int | None]:
+    """Bytes for a plain body; for one carrying stored files (conversations.request_body),
+    a fresh stream that reads them in chunks on each attempt, with its exact length."""
+    from .request_body import streamed_content
+
+    streamed = streamed_content(body)
+    return streamed if streamed is not None else (body_bytes(body), None)
 
 
 def _short(exc: Exception) -> str:
