@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh machine, then runs them all:
 # Debian's Chromium (browser tests) and ffmpeg (media conversion), a virtualenv
-# with the project and its test extras, ruff, and pytest.
+# with the project and its test extras, ruff, and pytest — once on SQLite (every
+# test, browser ones included) and once more on PostgreSQL for the tests that
+# touch the database, when PostgreSQL is running (always under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +17,13 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+
+unset DATABASE_URL REDIS_URL RELAY_BASE_URL
+.venv/bin/python -m pytest "$@"
+
+PG_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if [ -n "${CI:-}" ] || (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "--- the database tests again, on PostgreSQL ($PG_URL)"
+  DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -m "not browser and not services" \
+    -p no:cacheprovider -q "$@"
+fi
