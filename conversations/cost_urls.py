@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import cost_views
+
+urlpatterns = [
+    path("", cost_views.costs_page, name="costs"),
+    path("export.csv", cost_views.costs_csv, name="costs_csv"),
+    path("conversation/<int:pk>/", cost_views.conversation_cost, name="cost_conversation"),
+    path("sidebar/", cost_views.sidebar_list, name="cost_sidebar"),
+    path("price/<int:pk>/", cost_views.set_price, name="cost_set_price"),
+]

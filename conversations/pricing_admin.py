@@ -1,0 +1,206 @@
+"""Admin for prices, ratios, budgets and usage (imported by admin.py).
+
+Extends the shared Relay and ChatModel admins rather than replacing them,
+so what other parts of the app put there stays.
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.utils.html import format_html
+
+from . import admin as base_admin
+from . import services
+from .models import Budget, ChatModel, Relay, Usage
+from .pricing import (
+    SOURCE_LABELS,
+    TokenCounts,
+    UnknownPrice,
+    base_model_ref,
+    budget_status,
+    format_money,
+    has_override,
+    import_new_api_ratios,
+    list_price,
+    recompute_costs,
+)
+from .relay import RelayClient, RelayError
+
+PRICE_HELP = {
+    "currency": "The money you pay the relay in (e.g. USD, CNY). Costs are stored in it.",
+    "exchange_rate": "What one relay dollar costs you in that currency (e.g. 6.5 when the "
+    "relay sells $1 of credit for ¥6.5; 1 when you pay list dollars).",
+    "billing_mode": "List price: the vendor's list price × the multiplier. new-api ratios: "
+    "what a new-api relay really charges (import them with the action on the relay list).",
+    "price_multiplier": "List mode only: the relay's mark-up on list prices (1 = list price).",
+    "group_ratio": "new-api mode only: your account group's ratio on the relay.",
+    "price_input": "USD per million input tokens. Any price set here wins over the list "
+    "price; empty parts keep the list price. The relay's multiplier or group ratio and "
+    "exchange rate still apply.",
+    "price_cached_input": "USD per million cached input tokens (empty: the input price).",
+    "price_audio_input": "USD per million audio input tokens (empty: the input price).",
+    "price_output": "USD per million output tokens, reasoning included.",
+    "price_image_output": "USD per million generated-image tokens (empty: the output price).",
+    "price_per_request": "USD per request, for models billed by the call.",
+    "model_ratio": "new-api: USD per million input tokens ÷ 2.",
+    "completion_ratio": "new-api: output price ÷ input price (empty: 1).",
+    "cache_ratio": "new-api: cached input price ÷ input price (empty: 1).",
+    "audio_price_per_m": "new-api: USD per million audio input tokens, for models the relay "
+    "bills audio apart (Gemini). Empty: audio counts as ordinary input.",
+}
+
+
+class PriceHelpMixin:
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and db_field.name in PRICE_HELP:
+            field.help_text = PRICE_HELP[db_field.name]
+        return field
+
+
+# -- relays -----------------------------------------------------------------------
+
+
+class PricedRelayAdmin(PriceHelpMixin, base_admin.RelayAdmin):
+    list_display = [*base_admin.RelayAdmin.list_display, "billing_mode", "currency",
+                    "exchange_rate"]
+    actions = [*base_admin.RelayAdmin.actions, "import_pricing_ratios"]
+
+    @admin.action(description="Import new-api ratios from the relay's /api/pricing")
+    def import_pricing_ratios(self, request, queryset: QuerySet[Relay]) -> None:
+        for relay in queryset:
+            try:
+                payload = async_to_sync(_fetch_pricing)(relay)
+                result = import_new_api_ratios(relay=relay, payload=payload)
+            except RelayError as exc:
+                self.message_user(request, f"{relay.name}: {exc.message}", messages.ERROR)
+                continue
+            except ValueError as exc:
+                self.message_user(request, f"{relay.name}: {exc}", messages.ERROR)
+                continue
+            group = f", group ratio {result.group_ratio}" if result.group_ratio else ""
+            missing = (f" Not priced by the relay: {', '.join(result.not_listed)}."
+                       if result.not_listed else "")
+            self.message_user(
+                request,
+                f"{relay.name}: ratios imported for {len(result.updated)} models{group}; "
+                f"billing switched to new-api ratios.{missing}",
+                messages.WARNING if result.not_listed else messages.SUCCESS,
+            )
+
+
+async def _fetch_pricing(relay: Relay):
+    async with RelayClient(services.relay_target(relay), max_retries=1) as client:
+        return await client.fetch_pricing()
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+class PricedChatModelAdmin(PriceHelpMixin, base_admin.ChatModelAdmin):
+    list_display = [*base_admin.ChatModelAdmin.list_display, "price_summary"]
+    list_select_related = ["relay"]
+    readonly_fields = [*getattr(base_admin.ChatModelAdmin, "readonly_fields", []),
+                       "list_price_info"]
+
+    @admin.display(description="Price")
+    def price_summary(self, model: ChatModel) -> str:
+        if has_override(model):
+            return "your price"
+        if model.relay.billing_mode == "new_api" and model.model_ratio is not None:
+            return "relay ratios"
+        ref = base_model_ref(model.price_model_ref or model.model_id)
+        try:
+            list_price(TokenCounts(1, 1), ref)
+        except UnknownPrice:
+            return "unknown — set one"
+        return "list price"
+
+    @admin.display(description="List price (genai-prices)")
+    def list_price_info(self, model: ChatModel) -> str:
+        if model.pk is None:
+            return "—"
+        ref = base_model_ref(model.price_model_ref or model.model_id)
+        try:
+            found = list_price(TokenCounts(1, 1), ref)
+        except UnknownPrice as exc:
+            return f"No list price for {ref!r} ({exc}). Set a price or a name to look up."
+        parts = ", ".join(
+            f"{name.replace('_', ' ')} ${value}" for name, value in found.per_million.items()
+            if value is not None
+        )
+        return f"{found.provider}/{found.model}: {parts} per million tokens"
+
+
+# -- usage and budgets ----------------------------------------------------------------------
+
+
+class UsageAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "owner", "model_name", "relay", "prompt_tokens",
+                    "completion_tokens", "cost_display", "price_source", "estimated"]
+    list_filter = ["price_source", "estimated", "currency", "relay"]
+    date_hierarchy = "created_at"
+    search_fields = ["model_name", "owner__username"]
+    raw_id_fields = ["message", "owner", "conversation", "model", "relay"]
+    list_select_related = ["owner", "relay"]
+    actions = ["recompute_selected_costs"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a cost is frozen; recompute it on purpose with the action
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="Cost", ordering="cost")
+    def cost_display(self, usage: Usage) -> str:
+        label = SOURCE_LABELS.get(usage.price_source, usage.price_source)
+        if usage.cost is None:
+            return format_html('<span title="{}">price unknown</span>', label)
+        return format_html('<span title="{}">{}</span>', label,
+                           format_money(usage.cost, usage.currency))
+
+    def has_recompute_permission(self, request) -> bool:
+        return request.user.has_perm("conversations.change_usage")
+
+    @admin.action(description="Recompute the cost of the selected replies at today's prices",
+                  permissions=["recompute"])
+    def recompute_selected_costs(self, request, queryset: QuerySet[Usage]) -> None:
+        result = recompute_costs(usages=queryset)
+        self.message_user(
+            request,
+            f"Recomputed {result.rows} replies at today's prices; {result.changed} changed. "
+            "Conversation totals were adjusted to match.",
+        )
+
+
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["user", "monthly_limit", "currency", "spent_this_month"]
+    raw_id_fields = ["user"]
+    search_fields = ["user__username"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "currency":
+            field.help_text = ("Only spending in this currency counts against the budget; "
+                               "use the currency of the relays this user works with.")
+        if db_field.name == "monthly_limit":
+            field.help_text = ("Warned at 80%; at 100% new messages are refused until this "
+                               "is raised.")
+        return field
+
+    @admin.display(description="Spent this month")
+    def spent_this_month(self, budget: Budget) -> str:
+        status = budget_status(user=budget.user, budget=budget)
+        if status is None:
+            return "—"
+        return f"{format_money(status.committed, status.currency)} ({status.percent}%)"
+
+
+for model_class, admin_class in [(Relay, PricedRelayAdmin), (ChatModel, PricedChatModelAdmin),
+                                 (Usage, UsageAdmin), (Budget, BudgetAdmin)]:
+    if admin.site.is_registered(model_class):
+        admin.site.unregister(model_class)
+    admin.site.register(model_class, admin_class)
