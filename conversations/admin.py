@@ -93,3 +93,5 @@ class MessageAdmin(admin.ModelAdmin):
 admin.site.register(Attachment)
 admin.site.register(Usage)
 admin.site.register(Budget)
+
+from . import pricing_admin  # noqa: E402,F401 - prices, ratios, budgets, recompute

@@ -171,8 +171,9 @@ def post_message(
         raise ServiceError("Pick a model for this conversation first.")
     if conversation.messages.in_flight().exists():
         raise ServiceError("Wait for the current reply to finish, or stop it, before sending.")
-    check_budget(owner=author)
     with transaction.atomic():
+        # Inside the transaction: the budget check and the pending reply are one step.
+        check_budget(owner=author)
         now = timezone.now()
         user_message = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, text=text, created_at=now,
@@ -207,8 +208,8 @@ def retry_reply(*, message: Message) -> Message:
     model = conversation.model
     if model is None:
         raise ServiceError("Pick a model for this conversation first.")
-    check_budget(owner=conversation.owner)
     with transaction.atomic():
+        check_budget(owner=conversation.owner)
         now = timezone.now()
         reply = Message.objects.create(
             conversation=conversation, role=Message.Role.ASSISTANT,
