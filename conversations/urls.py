@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -11,4 +11,5 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
+    path("costs/", include("conversations.cost_urls")),
 ]
