@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -32,14 +35,14 @@ def _page_context(request: HttpRequest, **extra) -> dict:
 
 
 def _composer_error(message: str) -> HttpResponse:
-    html = upsert("composer-errors", f'<p id="composer-error" role="alert">{_escape(message)}</p>')
+    html = upsert(
+        "composer-errors", format_html('<p id="composer-error" role="alert">{}</p>', message)
+    )
     return HttpResponse(html, status=UNPROCESSABLE)
 
 
-def _escape(text: str) -> str:
-    from django.utils.html import escape
-
-    return escape(text)
+# Replaces a shown error by id (an upsert never removes anything).
+_NO_COMPOSER_ERROR = '<p id="composer-error" hidden></p>'
 
 
 def _form_errors(form) -> str:
@@ -71,14 +74,17 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         files = request.FILES.getlist("files")
         try:
-            conversation = services.create_conversation(
-                owner=request.user, model=data["model"], system_prompt=data["system_prompt"],
-                temperature=data["temperature"], top_p=data["top_p"],
-                max_tokens=data["max_tokens"],
-            )
-            services.post_message(
-                conversation=conversation, author=request.user, text=data["text"], files=files
-            )
+            # A refused first message must not leave an empty conversation behind.
+            with transaction.atomic():
+                conversation = services.create_conversation(
+                    owner=request.user, model=data["model"], system_prompt=data["system_prompt"],
+                    temperature=data["temperature"], top_p=data["top_p"],
+                    max_tokens=data["max_tokens"],
+                )
+                services.post_message(
+                    conversation=conversation, author=request.user, text=data["text"],
+                    files=files,
+                )
         except services.ServiceError as exc:
             if request.htmx:
                 return _composer_error(exc.message)
@@ -146,9 +152,18 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("conversation", pk=conversation.pk)
     return HttpResponse(
         messages_upsert([user_message, reply])
-        + upsert("composer-errors", "")
+        + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308 - a constant
         + _sidebar_entry(request, conversation)
+        + _title_entry(conversation)
     )
+
+
+def _title_entry(conversation: Conversation) -> str:
+    """The page's heading, named by the first message."""
+    from django.template.loader import render_to_string
+
+    html = render_to_string("conversations/_title.html", {"conversation": conversation})
+    return upsert("conversation-head", mark_safe(html))  # noqa: S308 - an escaped template
 
 
 def _sidebar_entry(request: HttpRequest, conversation: Conversation) -> str:

@@ -2,22 +2,61 @@
 (function () {
   "use strict";
 
+  var APP_NAME = "Relay Workbench";
+
+  function byId(id) { return document.getElementById(id); }
+  function composerText() { return byId("id_text"); }
+
+  function isTyping(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    return tag === "TEXTAREA" || tag === "INPUT" || tag === "SELECT" || el.isContentEditable;
+  }
+
+  // Where focus goes when the element that had it is replaced: the same kind
+  // of control in the new element, else the message box.
+  function refocusAfterReplace(newElement, oldFocused) {
+    var again = null;
+    if (oldFocused && oldFocused.classList && oldFocused.classList.length) {
+      again = newElement.querySelector("." + oldFocused.classList[0]);
+    }
+    if (!again || again.disabled) again = composerText();
+    if (again) again.focus({ preventScroll: true });
+  }
+
   // Upsert: an out-of-band swap marked data-upsert replaces children whose id
   // already exists and appends (or prepends) the rest. Frames can therefore be
   // sent twice (reconnects, second tabs) without duplicating anything.
+  // A container marked data-newest-first (the sidebar) moves an updated child
+  // to the top instead of replacing it in place.
   document.addEventListener("htmx:oobBeforeSwap", function (evt) {
     var fragment = evt.detail.fragment;
     if (!fragment || !fragment.hasAttribute || !fragment.hasAttribute("data-upsert")) return;
+    var target = evt.detail.target;
+    var moveToTop = target && target.hasAttribute && target.hasAttribute("data-newest-first");
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id) return;
       var existing = document.getElementById(child.id);
-      if (existing) {
-        existing.replaceWith(child);
+      if (!existing) return;
+      if (moveToTop) {
+        existing.remove();
+        return;
       }
+      var focused = document.activeElement;
+      var hadFocus = focused && focused !== document.body && existing.contains(focused);
+      existing.replaceWith(child);
+      // htmx only wires up what it swaps itself: a replaced Stop or Retry
+      // button needs its hx-post bound here.
+      if (window.htmx) window.htmx.process(child);
+      if (hadFocus) refocusAfterReplace(child, focused);
     });
+    if (moveToTop && fragment.children.length) {
+      var empty = byId("no-conversations");
+      if (empty) empty.remove();
+    }
   });
 
-  function messageList() { return document.getElementById("message-list"); }
+  function messageList() { return byId("message-list"); }
 
   function nearBottom() {
     var el = document.scrollingElement || document.documentElement;
@@ -27,14 +66,25 @@
   var stickToBottom = true;
   window.addEventListener("scroll", function () { stickToBottom = nearBottom(); }, { passive: true });
 
+  function replyInFlight() {
+    var list = messageList();
+    return !!(list && list.querySelector('article[data-status="pending"], article[data-status="streaming"]'));
+  }
+
   function afterContentChange() {
     var list = messageList();
     if (list) {
-      var empty = document.getElementById("empty-conversation");
+      var empty = byId("empty-conversation");
       if (empty) empty.hidden = list.children.length > 0;
       list.querySelectorAll("details.reasoning[hidden]").forEach(function (d) {
         if (d.querySelector(".md-block")) d.hidden = false;
       });
+      var composer = byId("composer");
+      if (composer) composer.classList.toggle("reply-in-flight", replyInFlight());
+    }
+    var title = byId("conversation-title");
+    if (title && title.textContent.trim()) {
+      document.title = title.textContent.trim() + " · " + APP_NAME;
     }
     if (stickToBottom) window.scrollTo(0, document.body.scrollHeight);
   }
@@ -43,18 +93,21 @@
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
 
   // Connection state, so a dropped socket is visible rather than silent.
-  document.addEventListener("htmx:wsOpen", function () {
-    var status = document.getElementById("connection-status");
-    if (status) { status.textContent = ""; status.classList.remove("visible"); }
-  });
+  function connectionStatus(text) {
+    var status = byId("connection-status");
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("visible", !!text);
+  }
+  document.addEventListener("htmx:wsOpen", function () { connectionStatus(""); });
   document.addEventListener("htmx:wsClose", function () {
-    var status = document.getElementById("connection-status");
-    if (status) { status.textContent = "Connection lost, reconnecting… (replies keep being written on the server)"; status.classList.add("visible"); }
+    connectionStatus("Connection lost, reconnecting… Replies keep being written on the server; nothing is lost.");
   });
 
-  // Composer: Enter sends, Shift+Enter is a new line.
+  // -- keyboard ------------------------------------------------------------------
   document.addEventListener("keydown", function (evt) {
     var target = evt.target;
+    // Composer: Enter sends, Shift+Enter is a new line.
     if (target && target.id === "id_text" && evt.key === "Enter" && !evt.shiftKey && !evt.isComposing) {
       evt.preventDefault();
       var form = target.form;
@@ -62,55 +115,171 @@
       return;
     }
     if (evt.key === "Escape") {
+      // Close an open panel first; otherwise stop the reply being written.
+      var panel = document.querySelector("details.settings-panel[open]");
+      if (panel) {
+        evt.preventDefault();
+        panel.open = false;
+        var summary = panel.querySelector("summary");
+        if (summary) summary.focus();
+        return;
+      }
+      var sidebar = byId("sidebar");
+      if (sidebar && sidebar.classList.contains("open")) { evt.preventDefault(); toggleSidebar(false); return; }
       var stop = document.querySelector(".message button.stop");
       if (stop) { evt.preventDefault(); stop.click(); }
       return;
     }
+    if (evt.key === "/" && !isTyping(target) && !evt.ctrlKey && !evt.metaKey && !evt.altKey) {
+      var text = composerText();
+      if (text) { evt.preventDefault(); text.focus(); }
+      return;
+    }
     if ((evt.ctrlKey || evt.metaKey) && evt.shiftKey && (evt.key === "o" || evt.key === "O")) {
       evt.preventDefault();
-      window.location.href = "/c/new/";
+      var newChat = byId("new-chat");
+      window.location.href = newChat ? newChat.href : "/c/new/";
     }
   });
 
+  // -- the composer's request ------------------------------------------------------
+  function isComposer(elt) { return elt && elt.id === "composer"; }
+
   document.addEventListener("htmx:beforeRequest", function (evt) {
-    if (evt.detail.elt && evt.detail.elt.id === "composer") evt.detail.elt.classList.add("sending");
+    var elt = evt.detail.elt;
+    if (isComposer(elt)) {
+      elt.classList.add("sending");
+      elt.setAttribute("aria-busy", "true");
+    }
   });
   document.addEventListener("htmx:afterRequest", function (evt) {
-    var form = evt.detail.elt;
-    if (!form || form.id !== "composer") return;
-    form.classList.remove("sending");
+    var elt = evt.detail.elt;
+    if (elt && elt.classList && (elt.classList.contains("stop") || elt.classList.contains("retry"))) {
+      // The button is gone after the swap: keep the keyboard somewhere useful.
+      if (!document.activeElement || document.activeElement === document.body) {
+        var box = composerText();
+        if (box) box.focus({ preventScroll: true });
+      }
+      stickToBottom = true;
+      afterContentChange();
+      return;
+    }
+    if (!isComposer(elt)) return;
+    elt.classList.remove("sending");
+    elt.removeAttribute("aria-busy");
     if (evt.detail.successful) {
-      form.reset();
-      var text = document.getElementById("id_text");
+      elt.reset();
+      autoGrow();
+      var text = composerText();
       if (text) text.focus();
       stickToBottom = true;
       afterContentChange();
     }
   });
+
+  function showComposerError(message) {
+    var box = byId("composer-errors");
+    if (!box) return;
+    box.replaceChildren();
+    var p = document.createElement("p");
+    p.id = "composer-error";
+    p.setAttribute("role", "alert");
+    p.textContent = message;
+    box.appendChild(p);
+  }
   document.addEventListener("htmx:sendError", function () {
-    var box = document.getElementById("composer-errors");
-    if (box) box.innerHTML = '<p id="composer-error" role="alert">Could not reach the server. Check your connection and try again; your message is still in the box.</p>';
+    showComposerError("Could not reach the server. Check your connection and try again; your message is still in the box.");
   });
   document.addEventListener("htmx:responseError", function (evt) {
-    var box = document.getElementById("composer-errors");
-    if (box && evt.detail.xhr && evt.detail.xhr.status >= 500) {
-      box.innerHTML = '<p id="composer-error" role="alert">The server had a problem (' + evt.detail.xhr.status + '). Nothing was lost; try again.</p>';
+    var xhr = evt.detail.xhr;
+    if (!xhr) return;
+    if (xhr.status === 403) {
+      showComposerError("The server refused this (403). Your session may have expired: reload the page and sign in again; your message is still in the box.");
+    } else if (xhr.status === 404) {
+      showComposerError("That conversation or message no longer exists (404). It may have been deleted in another tab.");
+    } else if (xhr.status === 413) {
+      showComposerError("That is too large for the server to accept (413). Send fewer or smaller files.");
+    } else if (xhr.status >= 500) {
+      showComposerError("The server had a problem (" + xhr.status + "). Nothing was lost; try again.");
     }
   });
 
-  // Copy the raw markdown of a reply.
+  // The message box grows with its text, up to a limit set in CSS.
+  function autoGrow() {
+    var text = composerText();
+    if (!text) return;
+    text.style.height = "auto";
+    text.style.height = Math.min(text.scrollHeight + 2, window.innerHeight * 0.4) + "px";
+  }
+  document.addEventListener("input", function (evt) {
+    if (evt.target && evt.target.id === "id_text") autoGrow();
+  });
+
+  // -- copy ----------------------------------------------------------------------------
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      area.remove();
+      if (ok) { resolve(); } else { reject(new Error("copy failed")); }
+    });
+  }
+
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("button[data-copy]");
     if (!button) return;
     var source = document.querySelector(button.getAttribute("data-copy"));
     if (!source) return;
     var text = source.content ? source.content.textContent : source.textContent;
-    navigator.clipboard.writeText(text).then(function () {
-      var label = button.textContent;
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+    copyText(text).then(function () {
       button.textContent = "Copied";
+    }, function () {
+      button.textContent = "Copy failed";
+    }).then(function () {
       setTimeout(function () { button.textContent = label; }, 1500);
     });
   });
 
-  document.addEventListener("DOMContentLoaded", afterContentChange);
+  // -- the sidebar on small screens ----------------------------------------------------
+  function toggleSidebar(open) {
+    var sidebar = byId("sidebar");
+    var toggle = document.querySelector(".sidebar-toggle");
+    if (!sidebar || !toggle) return;
+    if (open === undefined) open = !sidebar.classList.contains("open");
+    sidebar.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      var first = sidebar.querySelector("a");
+      if (first) first.focus();
+    }
+  }
+  document.addEventListener("click", function (evt) {
+    if (evt.target.closest && evt.target.closest(".sidebar-toggle")) toggleSidebar();
+  });
+
+  // -- settings ------------------------------------------------------------------------
+  // The settings form is replaced after a save; keep focus on it, not on <body>.
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var target = evt.detail.target;
+    if (target && target.id === "settings-form") {
+      var form = byId("settings-form");
+      var focusTarget = form && (form.querySelector('[aria-invalid="true"], .error') ? form.querySelector("select, input, textarea") : form.querySelector("button[type=submit]"));
+      if (focusTarget) focusTarget.focus({ preventScroll: true });
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    afterContentChange();
+    autoGrow();
+  });
 })();

@@ -1,0 +1,287 @@
+"""What a person sees: a real Chromium against `manage.py serve` and its relay simulator.
+
+The simulator streams at 25 tokens a second here; models whose id carries
+`@rate=` or `@tokens=` make a reply slow or long enough to reload, open a
+second tab or press Stop while it is still being written.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import sign_in
+
+SLOW = "Slow answer (simulated)"  # ~76 tokens at 8 a second: about 10 s
+LONG = "Long answer (simulated)"  # 600 tokens at 10 a second: a minute, never awaited
+WORKING = "Gemini 2.5 Flash (simulated)"
+OUT_OF_QUOTA = "Out-of-quota key (simulated failure)"
+END_OF_ANSWER = "That is the end of the simulated answer."
+LIVE_TEXT_TIMEOUT = 2_000  # ms: "at once" after a reload or in a new tab
+REPLY_TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _models(live_app):
+    live_app.shell(
+        "from conversations.models import ChatModel, Relay\n"
+        "relay = Relay.objects.get(is_simulated=True)\n"
+        f"ChatModel.objects.get_or_create(relay=relay, model_id='gemini-2.5-flash@rate=8',"
+        f" defaults={{'display_name': '{SLOW}'}})\n"
+        f"ChatModel.objects.get_or_create(relay=relay,"
+        f" model_id='gemini-2.5-flash@tokens=600,rate=10', defaults={{'display_name': '{LONG}'}})\n"
+    )
+
+
+def _message_box(page: Page):
+    return page.get_by_label("Message", exact=True)
+
+
+def _reply(page: Page):
+    return page.locator("article.message-assistant").last
+
+
+def _reply_text(page: Page):
+    return _reply(page).locator("div.md[id$='-text']")
+
+
+def _start_chat(page: Page, live_app, model: str, text: str) -> str:
+    """New chat with `model`, first message sent with Enter; returns the conversation URL."""
+    page.goto(f"{live_app.url}/c/new/")
+    page.get_by_label("Model").select_option(label=model)
+    _message_box(page).fill(text)
+    _message_box(page).press("Enter")
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    return page.url
+
+
+def _length(locator) -> int:
+    return len(locator.inner_text())
+
+
+def _wait_until_longer_than(page: Page, locator, chars: int, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        length = _length(locator)
+        if length > chars:
+            return length
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the reply did not grow past {chars} characters in {timeout}s")
+
+
+def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(page, live_app):
+    sign_in(page, live_app)
+    page.goto(f"{live_app.url}/c/new/")
+    page.get_by_label("Model").select_option(label=SLOW)
+    page.get_by_label("Temperature").fill("0.4")
+    page.get_by_label("Top P").fill("0.9")
+    page.get_by_label("Max tokens").fill("2000")
+    box = _message_box(page)
+    box.fill("Tell me about relays")
+    box.press("Shift+Enter")
+    box.press_sequentially("in two lines")
+    assert box.input_value() == "Tell me about relays\nin two lines"  # Shift+Enter: no send
+    assert "/c/new/" in page.url
+
+    box.press("Enter")
+
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    expect(page.locator("#conversation-title")).to_have_text("Tell me about relays in two lines")
+    expect(page).to_have_title(re.compile("^Tell me about relays in two lines"))
+    expect(page.locator("article.message-user").last).to_contain_text(
+        "Tell me about relays\nin two lines", use_inner_text=True)
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible()
+    text = _reply_text(page)
+    first = _wait_until_longer_than(page, text, 0)
+    later = _wait_until_longer_than(page, text, first + 20)
+    assert later > first
+    expect(stop).to_be_visible()  # it grew while the reply was still being written
+    expect(text).not_to_contain_text(END_OF_ANSWER)
+
+    expect(text).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(stop).to_have_count(0)
+    reply = _reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator("strong", has_text="Markdown")).to_be_visible()  # live markdown
+    expect(reply.locator("pre.highlight code.language-python .k").first).to_have_text("def")
+    expect(reply.get_by_role("button", name="Copy")).to_be_visible()
+    expect(_message_box(page)).to_be_focused()
+
+    page.locator("summary", has_text="Settings").click()
+    expect(page.get_by_label("Temperature")).to_have_value("0.4")
+    expect(page.get_by_label("Top P")).to_have_value("0.9")
+    expect(page.get_by_label("Max tokens")).to_have_value("2000")
+    expect(page.get_by_label("Model")).to_have_value(re.compile(r"\d+"))
+    expect(page.locator("#model-label")).to_contain_text(SLOW)
+
+
+def test_reloading_mid_stream_shows_the_text_so_far_at_once_and_keeps_streaming(page,
+                                                                                live_app):
+    sign_in(page, live_app)
+    _start_chat(page, live_app, SLOW, "Reload while you write")
+    so_far = _wait_until_longer_than(page, _reply_text(page), 60)
+
+    page.reload()
+
+    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=LIVE_TEXT_TIMEOUT)
+    page.wait_for_function(
+        "n => { const el = [...document.querySelectorAll('article.message-assistant')].pop()"
+        "?.querySelector('div.md[id$=\"-text\"]'); return el && el.innerText.length >= n; }",
+        arg=so_far, timeout=LIVE_TEXT_TIMEOUT,
+    )
+    expect(_reply_text(page)).to_contain_text("You said: Reload while you write")
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    # Every block arrived exactly once: nothing duplicated by the catch-up.
+    assert _reply_text(page).inner_text().count("You said:") == 1
+    assert _reply_text(page).inner_text().count(END_OF_ANSWER) == 1
+
+
+def test_a_second_tab_opened_mid_stream_sees_the_same_reply_continue(page, live_app):
+    sign_in(page, live_app)
+    url = _start_chat(page, live_app, SLOW, "Two tabs please")
+    _wait_until_longer_than(page, _reply_text(page), 30)
+
+    second = page.context.new_page()
+    second.goto(url)
+
+    expect(second.get_by_role("button", name="Stop")).to_be_visible(timeout=LIVE_TEXT_TIMEOUT)
+    expect(_reply_text(second)).to_contain_text("You said: Two tabs please",
+                                                timeout=LIVE_TEXT_TIMEOUT)
+    expect(_reply_text(second)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    assert _reply_text(second).inner_text() == _reply_text(page).inner_text()
+    second.close()
+
+
+def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):
+    sign_in(page, live_app)
+    _start_chat(page, live_app, LONG, "Go on for a while")
+    text = _reply_text(page)
+    _wait_until_longer_than(page, text, 80)
+
+    page.get_by_role("button", name="Stop").click()
+
+    reply = _reply(page)
+    expect(reply).to_have_attribute("data-status", "cancelled", timeout=5_000)
+    expect(reply.locator(".badge", has_text="stopped")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(reply.get_by_role("button", name="Retry")).to_be_visible()
+    kept = text.inner_text()
+    assert len(kept) > 80
+    page.wait_for_timeout(800)
+    assert text.inner_text() == kept  # nothing more arrives after Stop
+
+    page.reload()
+
+    expect(_reply(page)).to_have_attribute("data-status", "cancelled")
+    assert _reply_text(page).inner_text() == kept
+    expect(_message_box(page)).to_be_enabled()
+
+
+def test_a_relay_error_reads_in_plain_words_and_retry_works_after_switching_model(page,
+                                                                                  live_app):
+    sign_in(page, live_app)
+    _start_chat(page, live_app, OUT_OF_QUOTA, "Will this work?")
+
+    reply = _reply(page)
+    expect(reply).to_have_attribute("data-status", "failed", timeout=REPLY_TIMEOUT)
+    expect(reply.get_by_role("alert")).to_contain_text("your key has run out of quota")
+    expect(reply.locator(".badge", has_text="failed")).to_be_visible()
+    retry = reply.get_by_role("button", name="Retry")
+    expect(retry).to_be_visible()
+
+    page.locator("summary", has_text="Settings").click()
+    page.get_by_label("Model").select_option(label=WORKING)
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(page.locator("#model-label")).to_contain_text(WORKING)
+    page.keyboard.press("Escape")  # closes the settings panel
+    expect(page.locator("#settings-panel")).not_to_have_attribute("open", "")
+
+    retry.click()
+
+    new_reply = _reply(page)
+    expect(page.locator("article.message-assistant")).to_have_count(2)
+    expect(new_reply.locator("div.md[id$='-text']")).to_contain_text(
+        END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(new_reply).to_have_attribute("data-status", "complete")
+    expect(new_reply.locator(".who")).to_have_text(WORKING)
+    # The failure stays on record above the answer that worked.
+    expect(page.locator("article.message-assistant").first).to_contain_text(
+        "your key has run out of quota")
+
+
+def test_the_conversation_waits_in_the_sidebar_exactly_as_it_was(page, live_app):
+    sign_in(page, live_app)
+    first_url = _start_chat(page, live_app, WORKING, "Remember me tomorrow")
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    answer = _reply_text(page).inner_text()
+    _start_chat(page, live_app, WORKING, "A newer conversation")
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+
+    page.goto(f"{live_app.url}/c/new/")
+    items = page.locator("#conversation-list li a")
+    expect(items.first).to_contain_text("A newer conversation")  # newest first
+    page.locator("#conversation-list a", has_text="Remember me tomorrow").click()
+
+    page.wait_for_url(first_url)
+    current = page.locator('#conversation-list li[aria-current="page"]')
+    expect(current).to_contain_text("Remember me tomorrow")
+    expect(page.locator("article.message-user")).to_have_text(
+        re.compile("Remember me tomorrow"))
+    assert _reply_text(page).inner_text() == answer
+
+    # Writing to it again moves it to the top of the sidebar.
+    _message_box(page).fill("Still there?")
+    page.get_by_role("button", name="Send").click()
+    expect(items.first).to_contain_text("Remember me tomorrow")
+    expect(page.locator("article.message-assistant")).to_have_count(2)
+
+
+def test_sign_out_and_another_user_cannot_open_the_conversation(page, live_app, browser):
+    sign_in(page, live_app)
+    url = _start_chat(page, live_app, WORKING, "Alice's secret plans")
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+
+    bob = browser.new_context().new_page()
+    sign_in(bob, live_app, "bob")
+    response = bob.goto(url)
+
+    assert response is not None and response.status == 404
+    assert "Alice's secret plans" not in bob.content()
+    bob.goto(f"{live_app.url}/c/new/")
+    expect(bob.locator("#conversation-list")).not_to_contain_text("Alice's secret plans")
+    bob.context.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r".*/login/"))
+    page.goto(url)
+    page.wait_for_url(re.compile(r".*/login/\?next="))
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_the_chat_fits_a_phone_screen(page, live_app):
+    page.set_viewport_size({"width": 390, "height": 800})
+    sign_in(page, live_app)
+    _start_chat(page, live_app, WORKING, "Small screens too")
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+
+    no_sideways_scroll = page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    assert no_sideways_scroll
+    expect(page.locator("#conversation-list")).to_be_hidden()
+    toggle = page.get_by_role("button", name="Chats")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(page.locator("#conversation-list")).to_contain_text("Small screens too")
+    page.keyboard.press("Escape")
+    expect(page.locator("#conversation-list")).to_be_hidden()
+
+    page.locator("summary", has_text="Settings").click()
+    box = page.locator("#settings-form").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
