@@ -309,6 +309,7 @@ def test_an_empty_message_gets_a_readable_422_and_stores_nothing(as_alice, conve
     response = as_alice.post(url, {"text": "   "}, **HTMX)
 
     assert response.status_code == 422
+    assert "Write a message or attach a file first." in response.content.decode()
     assert 'role="alert"' in response.content.decode()
     assert not conversation.messages.exists()
     assert _no_generation == []
@@ -418,6 +419,7 @@ def test_an_empty_first_message_leaves_no_empty_conversation_behind(as_alice, mo
     response = as_alice.post(reverse("conversation_new"), {"model": model.pk, "text": ""}, **HTMX)
 
     assert response.status_code == 422
+    assert "Write a message or attach a file first." in response.content.decode()
     assert not Conversation.objects.exists()
 
 
