@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ConversationsConfig(AppConfig):
     name = "conversations"
     verbose_name = "Conversations"
+
+    def ready(self) -> None:
+        from . import attachments  # noqa: F401 - deletes stored files along with their rows

@@ -32,6 +32,9 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     plain_json      answer a streaming request with a plain JSON completion
     linger          keep the connection open after `[DONE]`
     bench           every token is its own send time: ⟦monotonic⟧
+    newapi          behave like new-api with media: drop `audio_url` and `video_url` objects
+                    silently; 500 convert_request_failed for a type Gemini refuses
+                    (video/quicktime, ogg, webm, …). Also on for base URLs ending /newapi
 
 An unknown key or a malformed value is answered with HTTP 400, so a typo in a
 test cannot silently turn into an ordinary reply.
@@ -45,16 +48,15 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import io
 import json
 import re
-import struct
 import time
 import uuid
-import wave
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import unquote
+
+from . import mediainfo
 
 # Gemini token rates (PROTOCOL.md §2), used to derive usage from what arrived.
 TOKENS_PER_IMAGE = 258
@@ -120,6 +122,7 @@ class Behaviour:
     plain_json: bool = False
     linger: bool = False
     web_page: bool = False
+    newapi: bool = False
 
     @classmethod
     def parse(cls, spec: str) -> Behaviour:
@@ -248,22 +251,35 @@ def _decode_data_uri(url: str) -> tuple[str, bytes]:
 
 def _media_details(kind: str, mime: str, data: bytes) -> tuple[str, int]:
     """A human description and the Gemini token cost of one medium."""
-    if not data:
-        return "", {"image": TOKENS_PER_IMAGE}.get(kind, 0)
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return f"{width}×{height} PNG image", TOKENS_PER_IMAGE
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        with contextlib.suppress(wave.Error, EOFError, struct.error):
-            with wave.open(io.BytesIO(data)) as wav:
-                seconds = wav.getnframes() / float(wav.getframerate() or 1)
-            return f"{seconds:.1f} s of WAV audio", max(1, round(seconds * TOKENS_PER_AUDIO_SECOND))
-    if data[:5] == b"%PDF-":
-        pages = max(1, data.count(b"/Type /Page") - data.count(b"/Type /Pages"))
-        return f"a PDF of {pages} page(s)", pages * TOKENS_PER_PDF_PAGE
     per_kind = {"image": TOKENS_PER_IMAGE, "audio": TOKENS_PER_AUDIO_SECOND * 5,
                 "video": TOKENS_PER_VIDEO_SECOND * 5, "pdf": TOKENS_PER_PDF_PAGE}
-    return "", per_kind.get(kind, 0)
+    if not data:
+        return "", {"image": TOKENS_PER_IMAGE}.get(kind, 0)
+    true_mime, details = mediainfo.describe_bytes(data, mime)
+    if details is None:
+        return "", per_kind.get(kind, 0)
+    if details.problem:
+        return f"unreadable ({details.problem})", 0
+    bits = []
+    if details.width and details.height:
+        bits.append(f"{details.width}×{details.height}")
+    if details.duration is not None:
+        bits.append(f"{details.duration:.1f} s")
+    if details.pages is not None:
+        bits.append(f"{details.pages} page{'s' if details.pages != 1 else ''}")
+    label = mediainfo.format_label(true_mime)
+    detail = f"{label} {', '.join(bits)}".strip() if bits else label
+    seconds = details.duration if details.duration is not None else 5.0
+    true_kind = _kind_of(true_mime, kind)
+    if true_kind == "audio":
+        tokens = max(1, round(seconds * TOKENS_PER_AUDIO_SECOND))
+    elif true_kind == "video":
+        tokens = max(1, round(seconds * TOKENS_PER_VIDEO_SECOND))
+    elif true_kind == "pdf":
+        tokens = TOKENS_PER_PDF_PAGE * max(1, details.pages or 1)
+    else:
+        tokens = TOKENS_PER_IMAGE
+    return detail, tokens
 
 
 def _kind_of(mime: str, fallback: str) -> str:
@@ -273,8 +289,14 @@ def _kind_of(mime: str, fallback: str) -> str:
     return major if major in {"image", "audio", "video"} else fallback
 
 
-def describe_part(part: dict) -> PartInfo:
-    """Describe one OpenAI content part, whatever dialect spelled it."""
+Links = dict[str, tuple[str, bytes, int]]  # url → (content type, body, HTTP status)
+
+
+def describe_part(part: dict, links: Links | None = None) -> PartInfo:
+    """Describe one OpenAI content part, whatever dialect spelled it.
+
+    `links`: what the simulator downloaded for http(s) URLs (loopback only).
+    """
     part_type = str(part.get("type", "?"))
     if part_type == "text":
         text = str(part.get("text", ""))
@@ -295,18 +317,114 @@ def describe_part(part: dict) -> PartInfo:
         name = file.get("filename", "")
         detail = ", ".join(filter(None, [f"named {name}" if name else "", detail]))
         return PartInfo(part_type, _kind_of(mime, "file"), mime, len(data), detail, tokens)
-    inner = part.get(part_type)
-    url = inner.get("url", "") if isinstance(inner, dict) else str(inner or "")
+    url = _part_url(part)
     fallback = {"image_url": "image", "audio_url": "audio", "video_url": "video"}.get(
         part_type, "unknown"
     )
     if url.startswith("data:"):
         mime, data = _decode_data_uri(url)
-        kind = _kind_of(mime, fallback)
-        detail, tokens = _media_details(kind, mime, data)
-        return PartInfo(part_type, kind, mime, len(data), detail, tokens)
-    detail, tokens = _media_details(fallback, "", b"")
-    return PartInfo(part_type, fallback, "", 0, f"a link to {url[:80]}" if url else "", tokens)
+    elif links and url in links and links[url][2] == 200:
+        mime, data = links[url][0].split(";")[0].strip(), links[url][1]
+    else:
+        detail, tokens = _media_details(fallback, "", b"")
+        return PartInfo(part_type, fallback, "", 0, f"a link to {url[:80]}" if url else "",
+                        tokens)
+    kind = _kind_of(mime, fallback)
+    detail, tokens = _media_details(kind, mime, data)
+    if not url.startswith("data:"):
+        detail = ", ".join(filter(None, [detail, "downloaded from its link"]))
+    return PartInfo(part_type, kind, mime, len(data), detail, tokens)
+
+
+def _part_url(part: dict) -> str:
+    inner = part.get(str(part.get("type", "")))
+    return str(inner.get("url", "")) if isinstance(inner, dict) else str(inner or "")
+
+
+def _content_parts(body: dict) -> list[dict]:
+    return [p for m in body.get("messages") or [] if isinstance(m.get("content"), list)
+            for p in m["content"] if isinstance(p, dict)]
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+async def fetch_loopback_links(body: dict) -> Links:
+    """Download the http(s) links in a request, as a relay would; loopback hosts only,
+    so the simulator never reaches out of the machine."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    urls = {_part_url(p) for p in _content_parts(body)}
+    wanted = [u for u in urls if u.startswith(("http://", "https://"))
+              and (urlsplit(u).hostname or "") in _LOOPBACK]
+    links: Links = {}
+    if not wanted:
+        return links
+    async with httpx.AsyncClient(timeout=30) as client:
+        for url in wanted:
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError:
+                links[url] = ("", b"", 0)
+                continue
+            links[url] = (response.headers.get("content-type", ""), response.content,
+                          response.status_code)
+    return links
+
+
+# new-api's Gemini MIME allowlist (PROTOCOL.md §2): anything else is a 500.
+NEWAPI_GEMINI_MIME = {
+    "application/pdf", "audio/mpeg", "audio/mp3", "audio/wav", "image/png", "image/jpeg",
+    "image/webp", "image/heic", "image/heif", "text/plain", "video/mov", "video/mpeg",
+    "video/mp4", "video/mpg", "video/avi", "video/wmv", "video/mpegps", "video/flv",
+}
+
+
+def newapi_refusal(body: dict, links: Links | None = None) -> str:
+    """new-api's `convert_request_failed` message for a MIME type Gemini would refuse."""
+    for part in newapi_kept_parts(body):
+        url = _part_url(part)
+        if part.get("type") == "file":
+            url = str((part.get("file") or {}).get("file_data", ""))
+        if url.startswith("data:"):
+            mime = _decode_data_uri(url.split(",", 1)[0] + ",")[0]
+        elif links and url in links:
+            mime = links[url][0].split(";")[0].strip()
+        else:
+            continue
+        if mime and mime not in NEWAPI_GEMINI_MIME:
+            return f"mime type is not supported by Gemini: '{mime}', url: {url[:40]}"
+    return ""
+
+
+def newapi_kept_parts(body: dict) -> list[dict]:
+    return [p for p in _content_parts(body) if not _newapi_drops(p)]
+
+
+def _newapi_drops(part: dict) -> bool:
+    """new-api reads `audio_url` not at all and `video_url` only as a bare string."""
+    kind = part.get("type")
+    return kind == "audio_url" or (kind == "video_url" and isinstance(part.get("video_url"),
+                                                                       dict))
+
+
+def newapi_drop_unknown_parts(body: dict) -> dict:
+    """The body as new-api passes it on: the parts it does not know are gone, silently."""
+    messages = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            message = {**message, "content": [p for p in content if not (
+                isinstance(p, dict) and _newapi_drops(p))]}
+        messages.append(message)
+    return {**body, "messages": messages}
+
+
+def link_failures(links: Links) -> list[str]:
+    return [f"failed to get file from url {url[:60]}: HTTP {status or 'connection failed'}"
+            for url, (_, _, status) in links.items() if status != 200]
 
 
 class Simulator:
@@ -462,13 +580,26 @@ class Simulator:
             await self._raw(send, 200, WEB_PAGE.encode(), b"text/html; charset=utf-8")
             return
 
-        parts = self._parts_of(body)
+        links = await fetch_loopback_links(body)
+        failures = link_failures(links)
+        if failures:
+            await self._raw(send, 400, new_api_error_body(400, "invalid_request", failures[0]),
+                            b"application/json")
+            return
+        if behaviour.newapi or "/newapi/" in path:
+            refusal = newapi_refusal(body, links)
+            if refusal:
+                await self._raw(send, 500, new_api_error_body(500, "convert_request_failed",
+                                                              refusal), b"application/json")
+                return
+            body = newapi_drop_unknown_parts(body)
+        parts = self._parts_of(body, links)
         record.parts = parts
         reply = self._reply_text(body, parts, behaviour)
         record.reply = reply
         if behaviour.images:
             record.images = [generated_image(behaviour.huge or 96)]
-        usage = self._usage(body, parts, reply, behaviour)
+        usage = self._usage(body, parts, reply, behaviour, links)
         record.usage = usage
         if body.get("stream") and not behaviour.plain_json:
             await self._stream(send, receive, base_model, reply, usage, behaviour, record)
@@ -488,7 +619,7 @@ class Simulator:
             })
 
     @staticmethod
-    def _parts_of(body: dict) -> list[PartInfo]:
+    def _parts_of(body: dict, links: Links | None = None) -> list[PartInfo]:
         messages = body.get("messages") or []
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
         if not last_user:
@@ -496,7 +627,7 @@ class Simulator:
         content = last_user.get("content")
         if isinstance(content, str):
             return [PartInfo("text", "text", tokens=estimate_text_tokens(content))]
-        return [describe_part(p) for p in content or [] if isinstance(p, dict)]
+        return [describe_part(p, links) for p in content or [] if isinstance(p, dict)]
 
     def _reply_text(self, body: dict, parts: list[PartInfo], behaviour: Behaviour) -> str:
         if behaviour.bench:
@@ -526,13 +657,17 @@ class Simulator:
         return reply
 
     @staticmethod
-    def _usage(body: dict, parts: list[PartInfo], reply: str, behaviour: Behaviour) -> dict:
-        history_tokens = 0
+    def _usage(body: dict, parts: list[PartInfo], reply: str, behaviour: Behaviour,
+               links: Links | None = None) -> dict:
+        # The whole prompt counts, earlier turns' files included, as a relay bills it.
+        parts = list(parts)
         for message in (body.get("messages") or [])[:-1]:
             content = message.get("content")
             if isinstance(content, str):
-                history_tokens += estimate_text_tokens(content)
-        text_tokens = sum(p.tokens for p in parts if p.kind == "text") + history_tokens
+                parts.append(PartInfo("text", "text", tokens=estimate_text_tokens(content)))
+            elif isinstance(content, list):
+                parts.extend(describe_part(p, links) for p in content if isinstance(p, dict))
+        text_tokens = sum(p.tokens for p in parts if p.kind == "text")
         audio_tokens = sum(p.tokens for p in parts if p.kind == "audio")
         media_tokens = sum(p.tokens for p in parts if p.kind not in {"text", "audio"})
         prompt = text_tokens + audio_tokens + media_tokens

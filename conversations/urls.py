@@ -12,4 +12,5 @@ urlpatterns = [
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
     path("costs/", include("conversations.cost_urls")),
+    path("files/", include("conversations.media_views")),
 ]

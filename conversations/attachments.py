@@ -1,0 +1,353 @@
+"""Uploads → checked, converted where needed, stored attachments.
+
+Everything is decided from the bytes: the type is sniffed from the content
+(the name and the browser's Content-Type are ignored), each kind has its own
+allowlist and size limit, and the file is opened the way the model would
+open it (a full image decode, the WAV header against its data, every
+MP4/MOV box, ffprobe, pypdf), so an empty, cut-off or disguised file is
+refused with its name and the reason before anything is stored.
+
+Files are stored through Django's storage API under generated names; the
+user's file name is cleaned and kept only as data. A format that relays do
+not accept (ogg, m4a, webm, gif, …) is converted on upload when ffmpeg is
+installed, so what is stored can be sent through every dialect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import unicodedata
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from . import mediainfo
+from .mediainfo import KIND_OF_MIME, Details
+from .models import Attachment, ChatModel, Message, Relay
+from .parts import RELAY_MIME, kind_refusal
+from .services import ServiceError
+
+MAX_NAME_CHARS = 120
+MAX_PIXELS = 60_000_000
+CONVERT_TIMEOUT = 600
+
+KIND_NOUNS = {"image": "images", "audio": "audio files", "video": "videos", "pdf": "PDFs"}
+FORMAT_NAMES = {
+    "image/gif": "a GIF", "audio/mp4": "an M4A/AAC recording", "audio/ogg": "an OGG recording",
+    "audio/flac": "a FLAC recording", "audio/aac": "an AAC recording",
+    "audio/webm": "a WebM recording", "video/webm": "a WebM video",
+    "video/x-matroska": "an MKV video", "video/3gpp": "a 3GP video", "video/ogg": "an OGG video",
+    "audio/x-ms-wma": "a WMA recording",
+}
+# What a file relays do not accept becomes.
+CONVERT_TARGET = {"image": "image/png", "audio": "audio/mpeg", "video": "video/mp4"}
+CONVERT_EXTENSION = {"image/png": "png", "audio/mpeg": "mp3", "video/mp4": "mp4"}
+
+
+class UploadRejected(ServiceError):
+    """One or more files cannot be sent; the message names each and says why."""
+
+
+class FileProblem(Exception):
+    """Why one file cannot be taken, in words that follow its name."""
+
+
+@dataclass
+class CheckedUpload:
+    upload: BinaryIO
+    name: str
+    kind: str
+    mime: str
+    size: int
+    details: Details
+
+    @property
+    def convert_to(self) -> str | None:
+        return None if self.mime in RELAY_MIME else CONVERT_TARGET[self.kind]
+
+
+# -- names --------------------------------------------------------------------------
+
+
+def clean_name(raw: str | None) -> str:
+    """A display name: no folders, control or direction-override characters, not too long."""
+    name = unicodedata.normalize("NFC", str(raw or ""))
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    # Cc: NUL and other controls; Cf: right-to-left overrides and invisible marks.
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
+    name = " ".join(name.split()).strip(" .")
+    if not name:
+        return "attachment"
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, extension = name.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            name = f"{stem[: MAX_NAME_CHARS - len(extension) - 2]}….{extension}"
+        else:
+            name = name[: MAX_NAME_CHARS - 1] + "…"
+    return name
+
+
+def _size_words(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
+# -- checking -------------------------------------------------------------------------
+
+
+def check_uploads(*, files: list, model: ChatModel | None, relay: Relay) -> list[CheckedUpload]:
+    """Check every file; raise UploadRejected naming each bad one and why."""
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise UploadRejected(
+            f"Attach at most {settings.UPLOAD_MAX_FILES} files to one message "
+            f"(this one has {len(files)}). Nothing was sent."
+        )
+    total = sum(int(getattr(f, "size", 0) or 0) for f in files)
+    if total > settings.UPLOAD_MAX_MESSAGE_BYTES:
+        raise UploadRejected(
+            f"These files add up to {_size_words(total)}; one message can carry at most "
+            f"{_size_words(settings.UPLOAD_MAX_MESSAGE_BYTES)}. Send them in several "
+            "messages. Nothing was sent."
+        )
+    checked, problems = [], []
+    for upload in files:
+        name = clean_name(getattr(upload, "name", ""))
+        try:
+            checked.append(check_upload(upload, name=name, model=model, relay=relay))
+        except FileProblem as problem:
+            problems.append(f"“{name}”: {problem}.")
+    if problems:
+        raise UploadRejected(" ".join(problems) + " Nothing was sent.")
+    return checked
+
+
+def check_upload(
+    upload, *, name: str, model: ChatModel | None, relay: Relay
+) -> CheckedUpload:
+    size = int(upload.size or 0)
+    if size == 0:
+        raise FileProblem("the file is empty (0 bytes)")
+    upload.seek(0)
+    head = upload.read(mediainfo.HEAD_BYTES)
+    upload.seek(0)
+    mime = mediainfo.sniff(head)
+    if mime is None:
+        raise FileProblem(_unknown_content(head, name))
+    kind = KIND_OF_MIME[mime]
+    limit = settings.UPLOAD_LIMITS[kind]
+    if size > limit:
+        raise FileProblem(
+            f"it is {_size_words(size)}, and {KIND_NOUNS[kind]} can be at most "
+            f"{_size_words(limit)}"
+        )
+    details = _inspect(upload, mime=mime, kind=kind, size=size)
+    if details.problem:
+        raise FileProblem(details.problem)
+    if kind == "video" and details.has_video is False and mime in mediainfo.AUDIO_ONLY_MIME:
+        mime, kind = mediainfo.AUDIO_ONLY_MIME[mime], "audio"  # e.g. a voice memo in .mp4
+    refusal = kind_refusal(kind=kind, model=model, relay=relay)
+    if refusal:
+        raise FileProblem(refusal)
+    checked = CheckedUpload(upload, name, kind, mime, size, details)
+    if checked.convert_to and kind != "image" and not mediainfo.FFMPEG:
+        raise FileProblem(
+            f"it is {FORMAT_NAMES.get(mime, mime)}, which relays do not accept, and ffmpeg is "
+            f"not installed on this server to convert it. Save it as "
+            f"{'MP3 or WAV' if kind == 'audio' else 'MP4'} and attach it again"
+        )
+    return checked
+
+
+def _unknown_content(head: bytes, name: str) -> str:
+    what = mediainfo.what_is_it(head)
+    if what == "an SVG drawing":
+        return ("SVG drawings are not accepted because they can carry scripts; export it as "
+                "PNG or JPEG")
+    claimed = name.rpartition(".")[2].lower() if "." in name else ""
+    suffix = f" (whatever its .{claimed} name says)" if claimed and len(claimed) <= 5 else ""
+    return (f"its content is {what}{suffix}, not an image, audio, video or PDF file we "
+            "can send")
+
+
+def _inspect(upload, *, mime: str, kind: str, size: int) -> Details:
+    if kind == "image":
+        return mediainfo.image_details(upload, mime, max_pixels=MAX_PIXELS)
+    if kind == "pdf":
+        return mediainfo.pdf_details(upload, size)
+    details = Details(mime)
+    if mime == "audio/wav":
+        details = mediainfo.wav_details(upload, size)
+        if details.problem:
+            return details
+    if mime in ("video/mp4", "video/quicktime", "audio/mp4", "video/3gpp"):
+        problem = mediainfo.iso_bmff_problem(upload, size)
+        if problem:
+            return Details(mime, problem=problem)
+        details.duration = mediainfo.mvhd_duration(upload, size)
+    with _local_path(upload) as path:
+        probed = mediainfo.ffprobe(path)
+    if probed is None:
+        return details  # no ffprobe: the checks above are all we can do
+    if probed.problem:
+        return Details(mime, problem=probed.problem)
+    if kind == "video" and not probed.has_video and mime not in mediainfo.AUDIO_ONLY_MIME:
+        return Details(mime, problem="the video has no pictures in it")
+    if kind == "audio" and not probed.has_audio:
+        return Details(mime, problem="the recording has no sound in it")
+    probed.mime = mime
+    probed.duration = probed.duration or details.duration
+    return probed
+
+
+@contextlib.contextmanager
+def _local_path(upload) -> Iterator[str]:
+    """A path on disk for ffprobe/ffmpeg: the upload's own temp file, or a copy."""
+    path = getattr(upload, "temporary_file_path", None)
+    if path is not None:
+        yield path()
+        return
+    with tempfile.NamedTemporaryFile(prefix="upload-") as tmp:
+        upload.seek(0)
+        shutil.copyfileobj(upload, tmp, 1024 * 1024)
+        tmp.flush()
+        upload.seek(0)
+        yield tmp.name
+
+
+# -- converting ---------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    checked: CheckedUpload
+    content: BinaryIO
+    mime: str
+    size: int
+    details: Details
+
+
+def _prepare(checked: CheckedUpload, workdir: str) -> Prepared:
+    target = checked.convert_to
+    if target is None:
+        return Prepared(checked, checked.upload, checked.mime, checked.size, checked.details)
+    # ffmpeg picks the container from the extension.
+    out = os.path.join(workdir, f"{uuid.uuid4().hex}.{CONVERT_EXTENSION[target]}")
+    if checked.kind == "image":
+        _gif_to_png(checked.upload, out)
+        with open(out, "rb") as converted:
+            details = mediainfo.image_details(converted, target, max_pixels=MAX_PIXELS)
+    else:
+        with _local_path(checked.upload) as source:
+            _ffmpeg(source, out, checked)
+        details = mediainfo.ffprobe(out) or Details(target)
+        if details.problem:
+            raise FileProblem(f"converting it for the relay failed ({details.problem})")
+    details.mime = target
+    return Prepared(checked, open(out, "rb"), target, os.path.getsize(out), details)
+
+
+def _gif_to_png(upload, out: str) -> None:
+    from PIL import Image
+
+    upload.seek(0)
+    with Image.open(upload) as image:
+        image.seek(0)  # relays take still images: the first frame of an animation
+        image.convert("RGBA").save(out, "PNG")
+
+
+def _ffmpeg(source: str, out: str, checked: CheckedUpload) -> None:
+    if checked.kind == "audio":
+        codec = ["-vn", "-c:a", "libmp3lame", "-q:a", "4"]
+    else:
+        codec = ["-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast",
+                 "-crf", "23", "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+                 "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"]
+    command = [mediainfo.FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", source,
+               "-map_metadata", "-1", *codec, out]
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=CONVERT_TIMEOUT,
+                                check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise FileProblem("converting it for the relay took too long") from exc
+    except OSError as exc:
+        raise FileProblem("ffmpeg could not be started to convert it") from exc
+    if result.returncode != 0 or not os.path.exists(out) or not os.path.getsize(out):
+        raise FileProblem(
+            f"it is {FORMAT_NAMES.get(checked.mime, checked.mime)}, which relays do not "
+            "accept, and converting it failed"
+        )
+
+
+def _sha256(fh: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    fh.seek(0)
+    for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest()
+
+
+# -- storing ---------------------------------------------------------------------------------
+
+
+def store_attachments(*, message: Message, owner, files: list) -> list[Attachment]:
+    """Check, convert and store a message's files; on any problem, store none."""
+    model = message.conversation.model
+    if model is None:
+        raise ServiceError("Pick a model for this conversation first.")
+    checked = check_uploads(files=files, model=model, relay=model.relay)
+    stored: list[Attachment] = []
+    with tempfile.TemporaryDirectory(prefix="convert-") as workdir:
+        prepared: list[Prepared] = []
+        for item in checked:
+            try:
+                prepared.append(_prepare(item, workdir))
+            except FileProblem as problem:
+                raise UploadRejected(f"“{item.name}”: {problem}. Nothing was sent.") from problem
+        try:
+            for item in prepared:
+                stored.append(_store(item, message=message, owner=owner))
+        except BaseException:
+            for attachment in stored:
+                attachment.file.storage.delete(attachment.file.name)
+            raise
+        finally:
+            for item in prepared:
+                if item.content is not item.checked.upload:
+                    item.content.close()
+    return stored
+
+
+def _store(item: Prepared, *, message: Message, owner) -> Attachment:
+    details = item.details
+    attachment = Attachment(
+        uuid=uuid.uuid4(), message=message, owner=owner, kind=item.checked.kind,
+        mime=item.mime, size=item.size, original_name=item.checked.name,
+        sha256=_sha256(item.content), width=details.width, height=details.height,
+        duration_seconds=details.duration, pages=details.pages,
+    )
+    content = item.content if isinstance(item.content, File) else File(item.content)
+    # The name passed here is ignored: models.attachment_path generates the stored one.
+    attachment.file.save(item.checked.name, content, save=False)
+    attachment.save()
+    return attachment
+
+
+@receiver(post_delete, sender=Attachment, dispatch_uid="attachments-delete-stored-file")
+def _delete_stored_file(sender, instance: Attachment, **kwargs) -> None:
+    name, storage = instance.file.name, instance.file.storage
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))
