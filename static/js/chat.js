@@ -66,6 +66,13 @@
   var stickToBottom = true;
   window.addEventListener("scroll", function () { stickToBottom = nearBottom(); }, { passive: true });
 
+  var errorWhileBusy = false;
+
+  function clearComposerError() {
+    var box = byId("composer-errors");
+    if (box) box.replaceChildren();
+  }
+
   function replyInFlight() {
     var list = messageList();
     return !!(list && list.querySelector('article[data-status="pending"], article[data-status="streaming"]'));
@@ -80,7 +87,10 @@
         if (d.querySelector(".md-block")) d.hidden = false;
       });
       var composer = byId("composer");
-      if (composer) composer.classList.toggle("reply-in-flight", replyInFlight());
+      var busy = replyInFlight();
+      if (composer) composer.classList.toggle("reply-in-flight", busy);
+      // "Wait for the current reply" is out of date once the reply is done.
+      if (!busy && errorWhileBusy) { clearComposerError(); errorWhileBusy = false; }
     }
     var title = byId("conversation-title");
     if (title && title.textContent.trim()) {
@@ -167,7 +177,11 @@
     if (!isComposer(elt)) return;
     elt.classList.remove("sending");
     elt.removeAttribute("aria-busy");
-    if (evt.detail.successful) {
+    // A 422 is swapped (it carries the error) but must not clear the box.
+    var xhr = evt.detail.xhr;
+    var accepted = evt.detail.successful && !!xhr && xhr.status < 300;
+    if (!accepted && replyInFlight()) errorWhileBusy = true;
+    if (accepted) {
       elt.reset();
       autoGrow();
       var text = composerText();
@@ -264,7 +278,12 @@
     }
   }
   document.addEventListener("click", function (evt) {
-    if (evt.target.closest && evt.target.closest(".sidebar-toggle")) toggleSidebar();
+    if (!evt.target.closest) return;
+    if (evt.target.closest(".sidebar-toggle")) { toggleSidebar(); return; }
+    var sidebar = byId("sidebar");
+    if (sidebar && sidebar.classList.contains("open") && !evt.target.closest("#sidebar")) {
+      toggleSidebar(false);
+    }
   });
 
   // -- settings ------------------------------------------------------------------------

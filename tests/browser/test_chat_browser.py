@@ -163,6 +163,11 @@ def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):
     _start_chat(page, live_app, LONG, "Go on for a while")
     text = _reply_text(page)
     _wait_until_longer_than(page, text, 80)
+    _message_box(page).fill("Too soon")
+    _message_box(page).press("Enter")
+    expect(page.locator("#composer-error")).to_have_text(
+        re.compile("Wait for the current reply to finish"))
+    expect(_message_box(page)).to_have_value("Too soon")  # a refused message is not lost
 
     page.get_by_role("button", name="Stop").click()
 
@@ -171,6 +176,7 @@ def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):
     expect(reply.locator(".badge", has_text="stopped")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
     expect(reply.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.locator("#composer-error")).to_have_count(0)  # no longer true, so gone
     kept = text.inner_text()
     assert len(kept) > 80
     page.wait_for_timeout(800)
