@@ -24,6 +24,17 @@
     if (again) again.focus({ preventScroll: true });
   }
 
+  // A reader who unfolded the reasoning keeps it unfolded when the message
+  // is re-rendered (e.g. when the reply finishes).
+  function keepOpenDetails(oldElement, newElement) {
+    if (!oldElement.querySelectorAll || !newElement.querySelectorAll) return;
+    var before = oldElement.querySelectorAll("details");
+    var after = newElement.querySelectorAll("details");
+    for (var i = 0; i < before.length && i < after.length; i++) {
+      if (before[i].open && before[i].className === after[i].className) after[i].open = true;
+    }
+  }
+
   // Upsert: an out-of-band swap marked data-upsert replaces children whose id
   // already exists and appends (or prepends) the rest. Frames can therefore be
   // sent twice (reconnects, second tabs) without duplicating anything.
@@ -33,7 +44,9 @@
     var fragment = evt.detail.fragment;
     if (!fragment || !fragment.hasAttribute || !fragment.hasAttribute("data-upsert")) return;
     var target = evt.detail.target;
-    var moveToTop = target && target.hasAttribute && target.hasAttribute("data-newest-first");
+    var sort = byId("sidebar-sort");  // the sidebar may be sorted by something else
+    var moveToTop = target && target.hasAttribute && target.hasAttribute("data-newest-first") &&
+      !(sort && sort.value && sort.value !== "recent");
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id) return;
       var existing = document.getElementById(child.id);
@@ -44,6 +57,7 @@
       }
       var focused = document.activeElement;
       var hadFocus = focused && focused !== document.body && existing.contains(focused);
+      keepOpenDetails(existing, child);
       existing.replaceWith(child);
       // htmx only wires up what it swaps itself: a replaced Stop or Retry
       // button needs its hx-post bound here.

@@ -291,3 +291,48 @@ def test_the_chat_fits_a_phone_screen(page, live_app):
     page.locator("summary", has_text="Settings").click()
     box = page.locator("#settings-form").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+
+
+def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live_app):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_app.url)
+    sign_in(page, live_app)
+    _start_chat(page, live_app, "Thinking model (simulated)", "Think first")
+    reply = _reply(page)
+    reasoning = reply.locator("details.reasoning")
+    reasoning.locator("summary").click()  # unfolded while the answer is still coming
+    expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reasoning).to_have_attribute("open", "")  # the final re-render keeps it open
+
+    page.reload()
+
+    reply = _reply(page)
+    reasoning = reply.locator("details.reasoning")
+    expect(reasoning).to_be_visible()
+    expect(reasoning).not_to_have_attribute("open", "")
+    expect(reasoning.get_by_text("Let me think")).to_be_hidden()
+    reasoning.locator("summary").click()
+    expect(reasoning.get_by_text("Let me think")).to_be_visible()
+
+    reply.get_by_role("button", name="Copy").click()
+    expect(reply.get_by_role("button", name="Copied")).to_be_visible()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "**Markdown** works" in copied  # the source, not the rendered text
+    assert copied.rstrip().endswith(END_OF_ANSWER)
+
+
+def test_keyboard_slash_focuses_the_box_and_escape_stops_the_reply(page, live_app):
+    sign_in(page, live_app)
+    _start_chat(page, live_app, LONG, "Keyboard only")
+    _wait_until_longer_than(page, _reply_text(page), 40)
+    page.locator("#conversation-title").click()  # focus away from the box
+    expect(_message_box(page)).not_to_be_focused()
+
+    page.keyboard.press("/")
+    expect(_message_box(page)).to_be_focused()
+    expect(_message_box(page)).to_have_value("")
+    page.keyboard.press("Escape")
+
+    expect(_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
+    expect(_message_box(page)).to_be_focused()
+    expect(page.locator("#composer-hint")).to_contain_text("Shift")
