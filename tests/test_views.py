@@ -603,3 +603,17 @@ def test_the_relay_key_never_appears_on_any_page(alice, relay, model, failed_rep
         assert RELAY_KEY[:12] not in html, name
     assert 'name="api_key"' in pages["relay form"]  # the form is there, just without the key
 
+
+
+def test_reasoning_is_shown_folded_below_a_summary(as_alice, conversation):
+    conversation.messages.create(
+        role="assistant", status="complete", text="Answer.", reasoning="Step *one*.",
+        model=conversation.model,
+    )
+
+    html = as_alice.get(reverse("conversation", kwargs={"pk": conversation.pk})).content.decode()
+
+    details = re.search(r"<details class=\"reasoning\"[^>]*>", html)
+    assert details and "open" not in details.group(0) and "hidden" not in details.group(0)
+    assert "<summary>Reasoning</summary>" in html
+    assert "<em>one</em>" in html
