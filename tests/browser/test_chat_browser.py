@@ -299,6 +299,7 @@ def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live
     _start_chat(page, live_app, "Thinking model (simulated)", "Think first")
     reply = _reply(page)
     reasoning = reply.locator("details.reasoning")
+    expect(reasoning.locator(".md-block").first).to_be_attached(timeout=REPLY_TIMEOUT)
     reasoning.locator("summary").click()  # unfolded while the answer is still coming
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
     expect(reply).to_have_attribute("data-status", "complete")
