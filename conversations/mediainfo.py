@@ -220,7 +220,7 @@ def wav_details(fh: BinaryIO, size: int) -> Details:
     details = Details("audio/wav", has_audio=True, has_video=False)
     try:
         fh.seek(0)
-        with wave.open(fh) as wav:
+        with wave.open(fh, "rb") as wav:  # uploads say "w+b"; wave would refuse them
             frames = wav.getnframes()
             rate = wav.getframerate()
             frame_bytes = wav.getsampwidth() * wav.getnchannels()

@@ -458,3 +458,34 @@ def test_an_accepted_upload_shows_the_attachments_in_the_conversation(client, co
     assert 'alt="photo.png"' in page
     assert "<audio controls" in page and "<video controls" in page
     assert "PDF · 2 pages" in page
+
+
+def test_large_uploads_spooled_to_disk_are_checked_and_moved_into_storage(client, conversation,
+                                                                          settings, media_root):
+    # Above FILE_UPLOAD_MAX_MEMORY_SIZE Django hands over a temporary file on disk.
+    big_wav = media.wav(30.0, rate=48000)
+    assert len(big_wav) > settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+    client.force_login(conversation.owner)
+    with_big = {"text": "long", "files": [upload("long.wav", big_wav, "audio/wav"),
+                                          upload("clip.mp4", MP4, "video/mp4")]}
+    response = client.post(reverse("message_create", kwargs={"pk": conversation.pk}),
+                           with_big, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200, response.content
+    wav_row = Attachment.objects.get(original_name="long.wav")
+    assert wav_row.duration_seconds == pytest.approx(30.0)
+    with wav_row.file.open("rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == hashlib.sha256(big_wav).hexdigest()
+    assert len(stored_files(media_root)) == 2
+
+
+def test_a_large_cut_off_upload_is_refused_too(client, conversation, media_root):
+    big_wav = media.wav(30.0, rate=48000)
+    client.force_login(conversation.owner)
+    response = client.post(
+        reverse("message_create", kwargs={"pk": conversation.pk}),
+        {"files": [upload("cut.wav", big_wav[: len(big_wav) - 1000], "audio/wav")]},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 422
+    assert "“cut.wav”: the WAV file is incomplete" in response.content.decode()
+    assert stored_files(media_root) == []
