@@ -169,9 +169,8 @@ def post_message(
     model = conversation.model
     if model is None or not model.is_active:
         raise ServiceError("Pick a model for this conversation first.")
-    if conversation.messages.in_flight().exists():
-        raise ServiceError("Wait for the current reply to finish, or stop it, before sending.")
     with transaction.atomic():
+        _lock_idle(conversation)
         # Inside the transaction: the budget check and the pending reply are one step.
         check_budget(owner=author)
         now = timezone.now()
@@ -203,12 +202,11 @@ def retry_reply(*, message: Message) -> Message:
     if message.role != Message.Role.ASSISTANT or message.is_in_flight:
         raise ServiceError("Only a finished reply can be retried.")
     conversation = message.conversation
-    if conversation.messages.in_flight().exists():
-        raise ServiceError("Wait for the current reply to finish first.")
     model = conversation.model
     if model is None:
         raise ServiceError("Pick a model for this conversation first.")
     with transaction.atomic():
+        _lock_idle(conversation)
         check_budget(owner=conversation.owner)
         now = timezone.now()
         reply = Message.objects.create(
@@ -219,6 +217,17 @@ def retry_reply(*, message: Message) -> Message:
         conversation.save(update_fields=["updated_at"])
         transaction.on_commit(lambda: _start(reply.pk))
     return reply
+
+
+def _lock_idle(conversation: Conversation) -> None:
+    """One reply at a time per conversation, even when two posts race.
+
+    Locks the conversation row (PostgreSQL; SQLite serialises write
+    transactions anyway) before looking for a reply in flight.
+    """
+    list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk"))
+    if conversation.messages.in_flight().exists():
+        raise ServiceError("Wait for the current reply to finish, or stop it, before sending.")
 
 
 def check_budget(*, owner: AbstractBaseUser) -> None:
