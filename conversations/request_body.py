@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -67,16 +68,24 @@ class InlineData:
                 f"The attachment “{self.label or self.name}” could not be read from storage, "
                 "so the request was not sent."
             ) from exc
+        def read_ahead() -> asyncio.Future:
+            return asyncio.ensure_future(asyncio.to_thread(_read_encoded, fh, chunk_bytes))
+
+        pending = None
         try:
             yield self.prefix
             total = 0
+            pending = read_ahead()
             while True:
-                encoded, raw = await asyncio.to_thread(_read_encoded, fh, chunk_bytes)
+                encoded, raw = await pending
+                pending = None
                 if not raw:
                     break
                 total += raw
                 if total > self.size:
                     break
+                # The next chunk is read and encoded while this one goes out.
+                pending = read_ahead()
                 yield encoded
             if total != self.size:
                 raise MediaReadError(
@@ -84,6 +93,9 @@ class InlineData:
                     "was being sent; retry to send it again."
                 )
         finally:
+            if pending is not None:  # a thread still reading: let it finish before closing
+                with contextlib.suppress(Exception):
+                    await pending
             await asyncio.to_thread(fh.close)
 
     def __repr__(self) -> str:
