@@ -232,31 +232,47 @@ def _local_path(upload) -> Iterator[str]:
 
 @dataclass
 class Prepared:
+    """A checked file in the form it will be stored (converted when relays need it)."""
+
     checked: CheckedUpload
     content: BinaryIO
     mime: str
     size: int
     details: Details
+    sha256: str = ""
+
+    def discard(self) -> None:
+        if self.content is not self.checked.upload:
+            self.content.close()  # a converted temporary file: gone when closed
 
 
-def _prepare(checked: CheckedUpload, workdir: str) -> Prepared:
+def _prepare(checked: CheckedUpload) -> Prepared:
     target = checked.convert_to
     if target is None:
-        return Prepared(checked, checked.upload, checked.mime, checked.size, checked.details)
-    # ffmpeg picks the container from the extension.
-    out = os.path.join(workdir, f"{uuid.uuid4().hex}.{CONVERT_EXTENSION[target]}")
-    if checked.kind == "image":
-        _gif_to_png(checked.upload, out)
-        with open(out, "rb") as converted:
-            details = mediainfo.image_details(converted, target, max_pixels=MAX_PIXELS)
+        prepared = Prepared(checked, checked.upload, checked.mime, checked.size,
+                            checked.details)
     else:
-        with _local_path(checked.upload) as source:
-            _ffmpeg(source, out, checked)
-        details = mediainfo.ffprobe(out) or Details(target)
-        if details.problem:
-            raise FileProblem(f"converting it for the relay failed ({details.problem})")
-    details.mime = target
-    return Prepared(checked, open(out, "rb"), target, os.path.getsize(out), details)
+        # Lives until stored or discarded; ffmpeg picks the container from the extension.
+        out = tempfile.NamedTemporaryFile(
+            prefix="converted-", suffix=f".{CONVERT_EXTENSION[target]}"
+        )
+        try:
+            if checked.kind == "image":
+                _gif_to_png(checked.upload, out.name)
+                details = mediainfo.image_details(out, target, max_pixels=MAX_PIXELS)
+            else:
+                with _local_path(checked.upload) as source:
+                    _ffmpeg(source, out.name, checked)
+                details = mediainfo.ffprobe(out.name) or Details(target)
+                if details.problem:
+                    raise FileProblem(f"converting it for the relay failed ({details.problem})")
+        except BaseException:
+            out.close()
+            raise
+        details.mime = target
+        prepared = Prepared(checked, out, target, os.path.getsize(out.name), details)
+    prepared.sha256 = _sha256(prepared.content)
+    return prepared
 
 
 def _gif_to_png(upload, out: str) -> None:
@@ -302,32 +318,51 @@ def _sha256(fh: BinaryIO) -> str:
 
 # -- storing ---------------------------------------------------------------------------------
 
+_PREPARED = "_relay_workbench_prepared"
+
+
+def prepare_uploads(*, files: list, model: ChatModel) -> list[Prepared]:
+    """Check and convert a message's files: the slow part (decoding, ffprobe, ffmpeg).
+
+    Callers run it before their transaction, so that no database lock is held
+    while a video converts; the result rides on the upload objects and
+    `store_attachments` then only saves. Raises UploadRejected naming each
+    bad file.
+    """
+    cached = [getattr(f, _PREPARED, None) for f in files]
+    if all(c is not None and c[0] == model.pk for c in cached):
+        return [c[1] for c in cached]
+    checked = check_uploads(files=files, model=model, relay=model.relay)
+    prepared: list[Prepared] = []
+    for item in checked:
+        try:
+            prepared.append(_prepare(item))
+        except FileProblem as problem:
+            for done in prepared:
+                done.discard()
+            raise UploadRejected(f"“{item.name}”: {problem}. Nothing was sent.") from problem
+    for upload, item in zip(files, prepared, strict=True):
+        setattr(upload, _PREPARED, (model.pk, item))
+    return prepared
+
 
 def store_attachments(*, message: Message, owner, files: list) -> list[Attachment]:
-    """Check, convert and store a message's files; on any problem, store none."""
+    """Store a message's files (checked and converted first if not yet); all or none."""
     model = message.conversation.model
     if model is None:
         raise ServiceError("Pick a model for this conversation first.")
-    checked = check_uploads(files=files, model=model, relay=model.relay)
+    prepared = prepare_uploads(files=files, model=model)
     stored: list[Attachment] = []
-    with tempfile.TemporaryDirectory(prefix="convert-") as workdir:
-        prepared: list[Prepared] = []
-        for item in checked:
-            try:
-                prepared.append(_prepare(item, workdir))
-            except FileProblem as problem:
-                raise UploadRejected(f"“{item.name}”: {problem}. Nothing was sent.") from problem
-        try:
-            for item in prepared:
-                stored.append(_store(item, message=message, owner=owner))
-        except BaseException:
-            for attachment in stored:
-                attachment.file.storage.delete(attachment.file.name)
-            raise
-        finally:
-            for item in prepared:
-                if item.content is not item.checked.upload:
-                    item.content.close()
+    try:
+        for item in prepared:
+            stored.append(_store(item, message=message, owner=owner))
+    except BaseException:
+        for attachment in stored:
+            attachment.file.storage.delete(attachment.file.name)
+        raise
+    finally:
+        for item in prepared:
+            item.discard()
     return stored
 
 
@@ -335,11 +370,12 @@ def _store(item: Prepared, *, message: Message, owner) -> Attachment:
     details = item.details
     attachment = Attachment(
         uuid=uuid.uuid4(), message=message, owner=owner, kind=item.checked.kind,
-        mime=item.mime, size=item.size, original_name=item.checked.name,
-        sha256=_sha256(item.content), width=details.width, height=details.height,
-        duration_seconds=details.duration, pages=details.pages,
+        mime=item.mime, size=item.size, original_name=item.checked.name, sha256=item.sha256,
+        width=details.width, height=details.height, duration_seconds=details.duration,
+        pages=details.pages,
     )
     content = item.content if isinstance(item.content, File) else File(item.content)
+    content.seek(0)
     # The name passed here is ignored: models.attachment_path generates the stored one.
     attachment.file.save(item.checked.name, content, save=False)
     attachment.save()

@@ -169,6 +169,11 @@ def post_message(
     model = conversation.model
     if model is None or not model.is_active:
         raise ServiceError("Pick a model for this conversation first.")
+    if files:
+        from .attachments import prepare_uploads
+
+        # Checked and converted (ffprobe, ffmpeg) before the transaction takes its locks.
+        prepare_uploads(files=files, model=model)
     with transaction.atomic():
         _lock_idle(conversation)
         # Inside the transaction: the budget check and the pending reply are one step.
@@ -246,7 +251,9 @@ def check_budget(*, owner: AbstractBaseUser) -> None:
 def _title_from(text: str, files: list) -> str:
     line = " ".join(text.split())
     if not line and files:
-        line = ", ".join(getattr(f, "name", "file") for f in files)
+        from .attachments import clean_name  # no folders or direction overrides in a title
+
+        line = ", ".join(clean_name(getattr(f, "name", "")) for f in files)
     return line[: TITLE_LENGTH - 1] + "…" if len(line) > TITLE_LENGTH else line
 
 

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import services
+from .attachments import prepare_uploads
 from .forms import ConversationSettingsForm, MessageForm, NewConversationForm
 from .fragments import messages_upsert, render_message, upsert
 from .models import ChatModel, Conversation
@@ -74,6 +75,8 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         files = request.FILES.getlist("files")
         try:
+            if files:  # checked and converted before the transaction below takes its locks
+                prepare_uploads(files=files, model=data["model"])
             # A refused first message must not leave an empty conversation behind.
             with transaction.atomic():
                 conversation = services.create_conversation(

@@ -489,3 +489,40 @@ def test_a_large_cut_off_upload_is_refused_too(client, conversation, media_root)
     assert response.status_code == 422
     assert "“cut.wav”: the WAV file is incomplete" in response.content.decode()
     assert stored_files(media_root) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_files_are_checked_and_converted_before_any_transaction_holds_locks(client, monkeypatch):
+    from django.db import connection
+
+    from conversations import services as services_module
+
+    monkeypatch.setattr(services_module, "_start", lambda message_id: None)
+    inside_transaction = []
+    real_ffprobe = mediainfo.ffprobe
+
+    def ffprobe(path):
+        inside_transaction.append(connection.in_atomic_block)
+        return real_ffprobe(path)
+
+    monkeypatch.setattr(mediainfo, "ffprobe", ffprobe)
+    owner = make_user()
+    relay = make_relay("http://127.0.0.1:9", dialect=Dialect.IMAGE_URL_FOR_ALL)
+    model = make_model(relay)
+    client.force_login(owner)
+    response = client.post(reverse("conversation_new"),
+                           {"model": model.pk, "text": "first", "files": [upload("a.mp4", MP4)]},
+                           HTTP_HX_REQUEST="true")
+    assert response.status_code == 200, response.content
+    conversation = make_conversation(owner, model)
+    response = client.post(reverse("message_create", kwargs={"pk": conversation.pk}),
+                           {"files": [upload("b.mp4", MP4)]}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200, response.content
+    assert Attachment.objects.count() == 2
+    assert inside_transaction and not any(inside_transaction)
+
+
+def test_a_files_only_message_is_titled_by_the_clean_file_names(conversation):
+    post(conversation, upload("..\\secret\\photo\u202egnp.png", PNG), text="")
+    conversation.refresh_from_db()
+    assert conversation.title == "photognp.png"
