@@ -6,4 +6,7 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        from . import attachments  # noqa: F401 - deletes stored files along with their rows
+        from . import (
+            attachments,  # noqa: F401 - deletes stored files along with their rows
+            cost_rollup,  # noqa: F401 - keeps the costs page's daily sums in step
+        )

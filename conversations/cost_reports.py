@@ -2,9 +2,12 @@
 
 Every figure is grouped by currency as well: a CNY relay's spending is never
 added to a USD relay's. Unknown prices are counted, not summed as zero.
-The month view of a large history stays fast because each section is one
-GROUP BY over an index that holds every column it reads (see the Usage
-indexes), and the per-day, per-model and per-relay sections share one query.
+
+The page reads UsageDay — replies already summed per day, conversation,
+relay, model and currency (cost_rollup.py keeps it in step) — so a month
+of a busy history is a few thousand rows, not every reply. Each section is
+one GROUP BY in the database; the per-day, per-model and per-relay
+sections share one query.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import DateField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Conversation, Relay, Usage
+from .models import Conversation, Relay, UsageDay
 
 ZERO = Decimal(0)
 TOP_CONVERSATIONS = 50
@@ -50,17 +53,14 @@ class Period:
         return f"{self.start.isoformat()} – {self.end.isoformat()}"
 
 
-def usages_for(*, viewer, scope: str | int | None) -> QuerySet[Usage]:
-    """The usage a viewer may see: their own; staff choose one user or everyone ("all")."""
+def days_for(*, viewer, scope: str | int | None, period: Period) -> QuerySet[UsageDay]:
+    """The daily sums a viewer may see: their own; staff pick one user or everyone ("all")."""
+    days = UsageDay.objects.filter(day__gte=period.start, day__lte=period.end)
     if not viewer.is_staff or scope in (None, "", "me"):
-        return Usage.objects.filter(owner_id=viewer.pk)
+        return days.filter(owner_id=viewer.pk)
     if scope == "all":
-        return Usage.objects.all()
-    return Usage.objects.filter(owner_id=int(scope))
-
-
-def in_period(usages: QuerySet[Usage], period: Period) -> QuerySet[Usage]:
-    return usages.filter(created_at__gte=period.start_at, created_at__lt=period.end_before)
+        return days
+    return days.filter(owner_id=int(scope))
 
 
 @dataclass
@@ -135,27 +135,92 @@ def _dec(value) -> Decimal:
 def _measures() -> dict:
     return {
         "spent": Sum("cost"),
-        "replies": Count("id"),
-        "unknown": Count("id", filter=Q(cost__isnull=True)),
-        "estimated": Count("id", filter=Q(estimated=True)),
+        "replies": Sum("replies"),
+        "priced": Sum("priced"),
+        "estimated": Sum("estimated"),
         "prompt": Sum("prompt_tokens"),
         "completion": Sum("completion_tokens"),
     }
 
 
-def daily_rows(usages: QuerySet[Usage]) -> QuerySet:
-    """(day, relay, model, currency) groups: the base of the chart, models, relays and CSV."""
+def _with_unknown(row: dict) -> dict:
+    row["unknown"] = row["replies"] - row["priced"]
+    return row
+
+
+class LocalDate(Func):
+    """The local calendar day of a timestamp, computed by the database itself.
+
+    PostgreSQL: TruncDate (AT TIME ZONE). SQLite: Django's TruncDate calls a
+    Python function per row, far too slow over a year of replies, so the
+    period is cut where the zone's UTC offset changes (DST) and each piece
+    is shifted with SQLite's own date(): exact, and native speed.
+    """
+
+    output_field = DateField()
+
+    def __init__(self, expression, *, period: Period) -> None:
+        super().__init__(expression)
+        self.period = period
+
+    def as_sql(self, compiler, connection, **extra):
+        return compiler.compile(TruncDate(*self.source_expressions))
+
+    def as_sqlite(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        segments = utc_offset_segments(self.period.start_at, self.period.end_before)
+        last = (f"date({column}, %s)", [*params, f"{segments[-1][1]:+d} minutes"])
+        if len(segments) == 1:
+            return last
+        sql, all_params = "CASE", []
+        for until, minutes in segments[:-1]:
+            sql += f" WHEN {column} < %s THEN date({column}, %s)"
+            all_params += [*params, connection.ops.adapt_datetimefield_value(until), *params,
+                           f"{minutes:+d} minutes"]
+        return f"{sql} ELSE {last[0]} END", [*all_params, *last[1]]
+
+
+def utc_offset_segments(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """[(until, offset minutes)] covering start..end in the current time zone."""
+    zone = timezone.get_current_timezone()
+
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(zone).utcoffset().total_seconds() // 60)
+
+    segments: list[tuple[datetime, int]] = []
+    step = timedelta(days=1)
+    cursor, current = start, offset(start)
+    while cursor < end:
+        following = min(cursor + step, end)
+        if offset(following) != current and following < end:
+            low, high = cursor, following  # find the change to the minute
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                low, high = (middle, high) if offset(middle) == current else (low, middle)
+            segments.append((high, current))
+            current = offset(high)
+            cursor = high
+            continue
+        cursor = following
+    segments.append((end, current))
+    return segments
+
+
+def daily_rows(days: QuerySet[UsageDay], *extra_keys: str) -> QuerySet:
+    """(day, relay, model, currency) groups: the base of the chart, models, relays and CSV.
+
+    Grouped in the order of the usage_day_period index, so the database
+    streams the groups out of the index instead of sorting.
+    """
     return (
-        usages.annotate(day=TruncDate("created_at"))
-        .values("day", "relay_id", "model_name", "currency")
+        days.values("day", "relay_id", "model_name", "currency", *extra_keys)
         .annotate(**_measures())
         .order_by()
     )
 
 
-def cost_report(*, usages: QuerySet[Usage], period: Period, per_user: bool) -> CostReport:
-    scoped = in_period(usages, period)
-    rows = list(daily_rows(scoped))
+def cost_report(*, days: QuerySet[UsageDay], period: Period, per_user: bool) -> CostReport:
+    rows = [_with_unknown(row) for row in daily_rows(days)]
     relay_names = dict(
         Relay.objects.filter(pk__in={r["relay_id"] for r in rows if r["relay_id"]})
         .values_list("pk", "name")
@@ -183,8 +248,8 @@ def cost_report(*, usages: QuerySet[Usage], period: Period, per_user: bool) -> C
         charts=[_chart(currency, by_day[currency], period) for currency in sorted(by_day)],
         by_model=_ranked(by_model.values()),
         by_relay=_ranked(by_relay.values()),
-        by_conversation=_by_conversation(scoped),
-        by_user=_by_user(scoped) if per_user else None,
+        by_conversation=_by_conversation(days),
+        by_user=_by_user(days) if per_user else None,
     )
 
 
@@ -196,12 +261,13 @@ def _ranked(lines) -> list[Line]:
     return sorted(lines, key=lambda line: (line.currency, -line.cost, -line.replies, line.label))
 
 
-def _by_conversation(scoped: QuerySet[Usage]) -> list[Line]:
-    rows = list(
+def _by_conversation(scoped: QuerySet[UsageDay]) -> list[Line]:
+    rows = [
+        _with_unknown(row) for row in
         scoped.values("conversation_id", "currency")
         .annotate(**_measures())
         .order_by("-spent", "conversation_id")[:TOP_CONVERSATIONS]
-    )
+    ]
     titles = dict(
         Conversation.objects.filter(pk__in={r["conversation_id"] for r in rows})
         .values_list("pk", "title")
@@ -215,8 +281,9 @@ def _by_conversation(scoped: QuerySet[Usage]) -> list[Line]:
     return lines
 
 
-def _by_user(scoped: QuerySet[Usage]) -> list[Line]:
-    rows = list(scoped.values("owner_id", "currency").annotate(**_measures()).order_by())
+def _by_user(scoped: QuerySet[UsageDay]) -> list[Line]:
+    rows = [_with_unknown(row) for row in
+            scoped.values("owner_id", "currency").annotate(**_measures()).order_by()]
     User = get_user_model()
     names = {
         user.pk: user.get_username()
@@ -262,19 +329,16 @@ CSV_HEADER = ["date", "user", "relay", "model", "currency", "replies", "estimate
               "unknown_price_replies", "prompt_tokens", "completion_tokens", "cost"]
 
 
-def csv_rows(*, usages: QuerySet[Usage], period: Period) -> Iterator[list]:
+def csv_rows(*, days: QuerySet[UsageDay]) -> Iterator[list]:
     """One line per day, user, relay, model and currency, straight from the database."""
     relay_names = dict(Relay.objects.values_list("pk", "name"))
     User = get_user_model()
-    rows = (
-        in_period(usages, period)
-        .annotate(day=TruncDate("created_at"))
-        .values("day", "owner_id", "relay_id", "model_name", "currency")
-        .annotate(**_measures())
-        .order_by("day", "owner_id", "relay_id", "model_name", "currency")
+    rows = daily_rows(days, "owner_id").order_by(
+        "day", "relay_id", "model_name", "currency", "owner_id"
     )
     names: dict[int, str] = {}
     for row in rows.iterator(chunk_size=2000):
+        row = _with_unknown(row)
         owner = row["owner_id"]
         if owner not in names:
             user = User.objects.filter(pk=owner).first()
@@ -301,15 +365,13 @@ class ConversationCost:
 
 def conversation_cost(conversation: Conversation) -> ConversationCost:
     rows = (
-        Usage.objects.filter(conversation_id=conversation.pk)
+        UsageDay.objects.filter(conversation_id=conversation.pk)
         .values("currency")
-        .annotate(spent=Sum("cost"), replies=Count("id"),
-                  unknown=Count("id", filter=Q(cost__isnull=True)),
-                  estimated=Count("id", filter=Q(estimated=True)))
+        .annotate(**_measures())
         .order_by("currency")
     )
     by_currency, unknown, estimated, replies = [], 0, 0, 0
-    for row in rows:
+    for row in map(_with_unknown, rows):
         if row["replies"] > row["unknown"]:
             by_currency.append((row["currency"], _dec(row["spent"])))
         unknown += row["unknown"]
@@ -334,17 +396,17 @@ def sidebar_costs(conversations) -> dict[int, SidebarCost]:
         return {}
     found: dict[int, list[dict]] = defaultdict(list)
     rows = (
-        Usage.objects.filter(conversation_id__in=ids)
+        UsageDay.objects.filter(conversation_id__in=ids)
         .values("conversation_id", "currency")
-        .annotate(spent=Sum("cost"), unknown=Count("id", filter=Q(cost__isnull=True)))
+        .annotate(spent=Sum("cost"), replies=Sum("replies"), priced=Sum("priced"))
         .order_by()
     )
-    for row in rows:
+    for row in map(_with_unknown, rows):
         found[row["conversation_id"]].append(row)
     result = {}
     for conversation in items:
         groups = found.get(conversation.pk, [])
-        priced = [g for g in groups if g["spent"] is not None]
+        priced = [g for g in groups if g["priced"]]
         main = max(priced, key=lambda g: _dec(g["spent"]), default=None)
         result[conversation.pk] = SidebarCost(
             total=_dec(main["spent"]) if main else ZERO,

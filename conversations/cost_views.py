@@ -109,9 +109,10 @@ def costs_page(request: HttpRequest) -> HttpResponse:
     form, data = _filter(request)
     report = None
     if data is not None:
-        usages = cost_reports.usages_for(viewer=request.user, scope=data["user"])
+        days = cost_reports.days_for(viewer=request.user, scope=data["user"],
+                                     period=data["period_obj"])
         report = cost_reports.cost_report(
-            usages=usages, period=data["period_obj"],
+            days=days, period=data["period_obj"],
             per_user=request.user.is_staff and data["user"] == "all",
         )
     context = {
@@ -152,12 +153,12 @@ def costs_csv(request: HttpRequest) -> HttpResponse:
         return HttpResponse(" ".join(e for errors in form.errors.values() for e in errors),
                             status=422, content_type="text/plain; charset=utf-8")
     period = data["period_obj"]
-    usages = cost_reports.usages_for(viewer=request.user, scope=data["user"])
+    days = cost_reports.days_for(viewer=request.user, scope=data["user"], period=period)
     writer = csv.writer(Echo())
 
     def lines():
         yield writer.writerow(cost_reports.CSV_HEADER)
-        for row in cost_reports.csv_rows(usages=usages, period=period):
+        for row in cost_reports.csv_rows(days=days):
             yield writer.writerow([_csv_cell(cell) for cell in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")

@@ -262,11 +262,6 @@ class Attachment(models.Model):
         return self.original_name
 
 
-# What the costs page groups and sums (cost_reports.py), held in its indexes.
-USAGE_REPORT_COLUMNS = ("relay", "model_name", "currency", "conversation", "cost", "estimated",
-                        "prompt_tokens", "completion_tokens")
-
-
 class UsageQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(owner=user)
@@ -312,12 +307,10 @@ class Usage(models.Model):
 
     class Meta:
         indexes = [
-            # Covering indexes for the costs page: a period (and a user) is one
-            # range scan that never touches the table (cost_reports.py).
-            models.Index(fields=["created_at", "owner", *USAGE_REPORT_COLUMNS],
-                         name="usage_period_cover"),
-            models.Index(fields=["owner", "created_at", *USAGE_REPORT_COLUMNS],
-                         name="usage_owner_period_cover"),
+            # Covers the budget check (a user's spending this month, per currency).
+            models.Index(fields=["owner", "created_at", "currency", "cost"],
+                         name="usage_owner_created"),
+            models.Index(fields=["created_at"], name="usage_created"),
         ]
 
     def __str__(self) -> str:
@@ -333,3 +326,59 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.monthly_limit} {self.currency}/month"
+
+
+# What the costs page groups by, then sums (cost_reports.py).
+USAGE_DAY_GROUPS = ["relay", "model_name", "currency"]
+USAGE_DAY_SUMS = ["cost", "replies", "priced", "estimated", "prompt_tokens", "completion_tokens"]
+
+
+class UsageDay(models.Model):
+    """Usage summed per local day, conversation, relay, model and currency.
+
+    The costs page reads this instead of every reply, so a month or a year of
+    history is a few thousand rows. Kept in step with Usage, in the same
+    transaction, by conversations/cost_rollup.py; `manage.py
+    rebuild_cost_rollup` rebuilds it (e.g. after changing TIME_ZONE).
+    """
+
+    day = models.DateField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    relay = models.ForeignKey(Relay, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    model_name = models.CharField(max_length=200, blank=True)
+    currency = models.CharField(max_length=8)
+    replies = models.IntegerField(default=0)
+    priced = models.IntegerField(default=0, help_text="Replies with a known cost")
+    estimated = models.IntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=24, decimal_places=10, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "conversation", "relay", "model_name", "currency"],
+                name="usage_day_unique",
+            )
+        ]
+        # Covering indexes, in the order the costs page groups by: a period's
+        # per-day sums stream out of the index without a sort or a table read.
+        indexes = [
+            models.Index(
+                fields=["day", *USAGE_DAY_GROUPS, "owner", "conversation", *USAGE_DAY_SUMS],
+                name="usage_day_period",
+            ),
+            models.Index(
+                fields=["owner", "day", *USAGE_DAY_GROUPS, "conversation", *USAGE_DAY_SUMS],
+                name="usage_day_owner",
+            ),
+            # A conversation's total, per currency (header and sidebar).
+            models.Index(fields=["conversation", "currency", *USAGE_DAY_SUMS],
+                         name="usage_day_conversation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_name}: {self.cost} {self.currency}"
