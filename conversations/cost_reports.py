@@ -26,6 +26,7 @@ from django.utils import timezone
 from .models import Conversation, Relay, UsageDay
 
 ZERO = Decimal(0)
+COST_PLACES = Decimal("1e-10")  # as stored on Usage.cost
 TOP_CONVERSATIONS = 50
 
 
@@ -192,14 +193,19 @@ def utc_offset_segments(start: datetime, end: datetime) -> list[tuple[datetime, 
     cursor, current = start, offset(start)
     while cursor < end:
         following = min(cursor + step, end)
-        if offset(following) != current and following < end:
-            low, high = cursor, following  # find the change to the minute
-            while high - low > timedelta(minutes=1):
-                middle = low + (high - low) / 2
-                low, high = (middle, high) if offset(middle) == current else (low, middle)
-            segments.append((high, current))
-            current = offset(high)
-            cursor = high
+        if offset(following) != current:
+            # Offsets change on a whole minute: find it by halving, in minutes.
+            low, high = 0, int((following - cursor).total_seconds() // 60)
+            while high - low > 1:
+                middle = (low + high) // 2
+                if offset(cursor + timedelta(minutes=middle)) == current:
+                    low = middle
+                else:
+                    high = middle
+            change = cursor + timedelta(minutes=high)
+            segments.append((change, current))
+            current = offset(change)
+            cursor = change
             continue
         cursor = following
     segments.append((end, current))
@@ -348,7 +354,8 @@ def csv_rows(*, days: QuerySet[UsageDay]) -> Iterator[list]:
             relay_names.get(row["relay_id"], "(deleted relay)"), row["model_name"],
             row["currency"], row["replies"], row["estimated"], row["unknown"],
             row["prompt"] or 0, row["completion"] or 0,
-            format(_dec(row["spent"]), "f") if row["replies"] > row["unknown"] else "",
+            format(_dec(row["spent"]).quantize(COST_PLACES), "f")
+            if row["replies"] > row["unknown"] else "",
         ]
 
 
