@@ -121,6 +121,19 @@ def attachment_tokens(attachment) -> tuple[str, int]:
     return kind, 0
 
 
+def _attachments_sent(message) -> set[int] | None:
+    """Ids of the files the reply's request really carried, as parts.py built it."""
+    model = message.model or message.conversation.model
+    if model is None:
+        return None
+    try:
+        from .parts import media_sent_for
+    except ImportError:  # pragma: no cover - parts is always there in this app
+        return None
+    sent, _text_tokens = media_sent_for(reply=message, relay=model.relay)
+    return {item.attachment.pk for item in sent}
+
+
 def _replayed_statuses() -> set[str]:
     try:
         from .parts import REPLAYED_STATUSES
@@ -148,6 +161,7 @@ def estimate_usage(message) -> dict[str, Any]:
             .exclude(pk=message.pk)
             .prefetch_related("attachments")
         )
+        sent = _attachments_sent(message)
         for earlier in history:
             if earlier.role == "assistant":
                 if earlier.status in replayed:
@@ -156,6 +170,8 @@ def estimate_usage(message) -> dict[str, Any]:
                 continue
             text_in += estimate_text_tokens(earlier.text)
             for attachment in earlier.attachments.all():
+                if sent is not None and attachment.pk not in sent:
+                    continue  # refused for this model or relay, or not re-sent
                 kind, tokens = attachment_tokens(attachment)
                 if kind == "audio":
                     audio_in += tokens

@@ -13,7 +13,14 @@ from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
 from conversations import pricing, services
-from conversations.models import Attachment, BillingMode, Conversation, Message, Usage
+from conversations.models import (
+    Attachment,
+    BillingMode,
+    Conversation,
+    Dialect,
+    Message,
+    Usage,
+)
 from tests.factories import make_conversation, make_model, make_relay, make_user
 
 pytestmark = pytest.mark.django_db
@@ -250,8 +257,32 @@ def test_usage_details_larger_than_their_whole_are_clamped_not_refused():
     assert usage.cost == (Decimal(100) * Decimal("0.03") + Decimal(10) * Decimal("2.5")) / 10**6
 
 
+def _reply_with_every_medium(model, owner) -> Message:
+    conversation = make_conversation(owner, model, system_prompt="Be brief.")
+    question = Message.objects.create(conversation=conversation, role="user",
+                                      text="Describe these.")
+    for kind, extra in [("image", {"width": 300, "height": 200}),
+                        ("audio", {"duration_seconds": 10.0}),
+                        ("video", {"duration_seconds": 2.0}), ("pdf", {"pages": 3})]:
+        Attachment.objects.create(uuid=uuid.uuid4(), message=question, owner=owner,
+                                  file=f"attachments/{kind}", kind=kind, mime="x/y", size=1000,
+                                  original_name=f"a.{kind}", **extra)
+    return Message.objects.create(conversation=conversation, role="assistant", text="Seen.",
+                                  status="complete", model=model)
+
+
+def test_an_estimate_counts_only_the_media_the_relays_dialect_could_send():
+    relay = make_relay("http://127.0.0.1:9", dialect=Dialect.IMAGES_ONLY)
+    model = make_model(relay, "gemini-2.5-flash")
+    usage = services.record_usage(message=_reply_with_every_medium(model, make_user("fay")),
+                                  raw=None)
+    assert usage.prompt_tokens == usage.prompt_text_tokens + 258  # the image, nothing else
+    assert usage.prompt_audio_tokens == 0
+
+
 def test_a_relay_that_sends_no_usage_gets_an_estimate_from_text_and_media(tmp_path):
-    model = make_model(make_relay("http://127.0.0.1:9"), "gemini-2.5-flash")
+    relay = make_relay("http://127.0.0.1:9", dialect=Dialect.IMAGE_URL_FOR_ALL)
+    model = make_model(relay, "gemini-2.5-flash")
     owner = make_user("erin")
     conversation = make_conversation(owner, model, system_prompt="Be brief.")
     question = Message.objects.create(conversation=conversation, role="user",

@@ -110,7 +110,8 @@
     if (title && title.textContent.trim()) {
       document.title = title.textContent.trim() + " · " + APP_NAME;
     }
-    if (stickToBottom) window.scrollTo(0, document.body.scrollHeight);
+    // Only a conversation follows its newest text; other pages (costs) stay at the top.
+    if (stickToBottom && list) window.scrollTo(0, document.body.scrollHeight);
   }
 
   document.addEventListener("htmx:oobAfterSwap", afterContentChange);
