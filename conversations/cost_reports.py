@@ -339,18 +339,17 @@ def csv_rows(*, days: QuerySet[UsageDay]) -> Iterator[list]:
     """One line per day, user, relay, model and currency, straight from the database."""
     relay_names = dict(Relay.objects.values_list("pk", "name"))
     User = get_user_model()
+    names = {
+        user.pk: user.get_username()
+        for user in User.objects.filter(pk__in=days.values("owner_id").distinct())
+    }
     rows = daily_rows(days, "owner_id").order_by(
         "day", "relay_id", "model_name", "currency", "owner_id"
     )
-    names: dict[int, str] = {}
     for row in rows.iterator(chunk_size=2000):
         row = _with_unknown(row)
-        owner = row["owner_id"]
-        if owner not in names:
-            user = User.objects.filter(pk=owner).first()
-            names[owner] = user.get_username() if user else "(deleted user)"
         yield [
-            _as_date(row["day"]).isoformat(), names[owner],
+            _as_date(row["day"]).isoformat(), names.get(row["owner_id"], "(deleted user)"),
             relay_names.get(row["relay_id"], "(deleted relay)"), row["model_name"],
             row["currency"], row["replies"], row["estimated"], row["unknown"],
             row["prompt"] or 0, row["completion"] or 0,
