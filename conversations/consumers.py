@@ -58,6 +58,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # -- channel-layer events, one handler per type --------------------------
 
+    async def dispatch(self, message) -> None:
+        if message.get("type") == "reply.frame":
+            # Frames touch no database. Channels' dispatch would first hop to the
+            # single sync thread (aclose_old_connections), queueing every frame
+            # behind whatever views and saves are running there.
+            await self.reply_frame(message)
+            return
+        await super().dispatch(message)
+
     async def reply_frame(self, event: ReplyFrame) -> None:
         html = frame_html(event)
         if html:
