@@ -64,11 +64,11 @@ def percentile(values: list[float], q: float) -> float:
 class Stack:
     """The simulator and the app, each in its own process."""
 
-    def __init__(self, rate: float, tokens: int, workdir: Path) -> None:
+    def __init__(self, rate: float, tokens: int, workdir: Path, paragraph: int) -> None:
         self.workdir = workdir
         self.sim_port = free_port()
         self.app_port = free_port()
-        self.model_id = f"bench-model@bench,tokens={tokens}"
+        self.model_id = f"bench-model@bench,tokens={tokens},paragraph={paragraph}"
         self.rate = rate
         self.env = {
             **os.environ,
@@ -284,17 +284,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--tokens", type=int, default=75, help="chunks per reply")
     parser.add_argument("--rate", type=float, default=25, help="chunks per second per reply")
+    parser.add_argument("--paragraph", type=int, default=40,
+                        help="tokens per paragraph (0: the whole reply is one paragraph, "
+                        "re-rendered on every frame: the worst case)")
+    parser.add_argument("--ramp", type=float, default=1.0,
+                        help="seconds over which the concurrent replies start")
     parser.add_argument("--solo-rounds", type=int, default=20,
                         help="sequential replies measured at concurrency 1")
     args = parser.parse_args()
     most = max(args.concurrency)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(args.rate, args.tokens, Path(tmp))
+        stack = Stack(args.rate, args.tokens, Path(tmp), args.paragraph)
         try:
             stack.start(conversations=most)
             print(f"simulator :{stack.sim_port}, app :{stack.app_port}; {args.tokens} chunks "
-                  f"per reply at {args.rate:g}/s; frames every "
+                  f"per reply at {args.rate:g}/s, a paragraph every {args.paragraph or 'never'} "
+                  f"chunks; concurrent replies start over {args.ramp:g} s; frames every "
                   f"{os.environ.get('STREAM_FRAME_INTERVAL_MS', '50')} ms")
             for concurrency in args.concurrency:
                 app, bare = Lags(), Lags()
@@ -302,7 +308,8 @@ def main() -> None:
                 rounds = args.solo_rounds if concurrency == 1 else 1
                 for _ in range(rounds):
                     ids = list(range(1, concurrency + 1))
-                    a, b, r = asyncio.run(run_round(stack, ids, spread=min(1.0, concurrency / 100)))
+                    spread = args.ramp * min(1.0, concurrency / 100)
+                    a, b, r = asyncio.run(run_round(stack, ids, spread=spread))
                     app.first += a.first
                     app.later += a.later
                     bare.first += b.first

@@ -23,12 +23,15 @@ def block_id(message_id: int, field: str, index: int) -> str:
 
 
 def render_blocks(message_id: int, field: str, blocks: Iterable[Block]) -> SafeString:
+    """The markdown blocks of a reply, each swappable by its id.
+
+    The page, the HTMX responses and every WebSocket frame build blocks here,
+    so they are the same markup. Plain string building rather than a
+    template: this runs for every frame of every streaming reply.
+    """
     return mark_safe(  # noqa: S308 - block HTML is sanitised by rendering.render_block
         "".join(
-            render_to_string(
-                "conversations/_block.html",
-                {"block_id": block_id(message_id, field, index), "html": mark_safe(html)},  # noqa: S308
-            )
+            f'<div class="md-block" id="{block_id(message_id, field, index)}">{html}</div>'
             for index, html in blocks
         )
     )

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -134,8 +133,7 @@ class Generation:
         self._dirty = asyncio.Event()
         self._done = False
         self._resync_channels: list[str] = []
-        self._last_checkpoint = time.monotonic()
-        self._checkpoint_task: asyncio.Task | None = None
+        self._checkpointer: asyncio.Task | None = None
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -179,6 +177,7 @@ class Generation:
         group = conversation_group(job.conversation_id)
         listener = asyncio.create_task(self._listen_for_control(job.conversation_id))
         flusher = asyncio.create_task(self._flush_frames(group))
+        self._checkpointer = asyncio.create_task(self._checkpoint_periodically())
         outcome = services.ReplyOutcome(status=Message.Status.COMPLETE, text="")
         finish_reason = ""
         usage: dict[str, Any] | None = None
@@ -229,6 +228,9 @@ class Generation:
         self._done = True
         self._dirty.set()
         listener.cancel()
+        # A checkpoint already handed to the database thread runs before the final
+        # save, which is queued behind it on the same thread.
+        self._checkpointer.cancel()
         # The last frame and the save must happen even if we were cancelled.
         await asyncio.shield(self._finish(flusher, outcome, group))
 
@@ -237,10 +239,6 @@ class Generation:
     ) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        if self._checkpoint_task is not None:
-            # A late checkpoint must not land after the final save.
-            with contextlib.suppress(Exception):
-                await self._checkpoint_task
         await self._save(outcome)
         await publish(group, {"type": "reply.finished", "message_id": self.message_id})
 
@@ -266,22 +264,13 @@ class Generation:
     async def _flush_frames(self, group: str) -> None:
         interval = settings.STREAM_FRAME_INTERVAL
         while True:
-            try:
-                # Waking up while the relay is silent keeps the heartbeat fresh,
-                # so a slow reply is never mistaken for a dead process's.
-                await asyncio.wait_for(
-                    self._dirty.wait(), timeout=settings.STREAM_CHECKPOINT_INTERVAL
-                )
-            except TimeoutError:
-                await self._maybe_checkpoint()
-                continue
+            await self._dirty.wait()
             self._dirty.clear()
             await self._send_frame(group)
             for channel in self._take_resyncs():
                 await self._send_snapshot(channel)
             if self._done:
                 return
-            await self._maybe_checkpoint()
             await asyncio.sleep(interval)
 
     def _take_resyncs(self) -> list[str]:
@@ -315,20 +304,16 @@ class Generation:
         }
         await layer.send(channel, dict(frame))
 
-    async def _maybe_checkpoint(self) -> None:
-        """Save the text so far, in the background: frames never wait for the database."""
-        now = time.monotonic()
-        if now - self._last_checkpoint < settings.STREAM_CHECKPOINT_INTERVAL:
-            return
-        if self._checkpoint_task is not None and not self._checkpoint_task.done():
-            return  # the database is slow; the next one will carry more text
-        self._last_checkpoint = now
-        self._checkpoint_task = asyncio.create_task(
-            database_sync_to_async(services.checkpoint_reply)(
+    async def _checkpoint_periodically(self) -> None:
+        """Save the text so far every interval, in its own task: frames never wait
+        for the database. It doubles as the heartbeat that tells other processes
+        this reply is alive, so it runs even while the relay is silent."""
+        while True:
+            await asyncio.sleep(settings.STREAM_CHECKPOINT_INTERVAL)
+            await database_sync_to_async(services.checkpoint_reply)(
                 message_id=self.message_id, text=self.text.value,
                 reasoning=self.reasoning.value,
             )
-        )
 
     # -- control group ----------------------------------------------------------
 

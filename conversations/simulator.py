@@ -32,6 +32,7 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     plain_json      answer a streaming request with a plain JSON completion
     linger          keep the connection open after `[DONE]`
     bench           every token is its own send time: ⟦monotonic⟧
+    paragraph=N     with bench: a blank line after every N tokens (0: one paragraph)
     newapi          behave like new-api with media: drop `audio_url` and `video_url` objects
                     silently; 500 convert_request_failed for a type Gemini refuses
                     (video/quicktime, ogg, webm, …). Also on for base URLs ending /newapi
@@ -115,6 +116,7 @@ class Behaviour:
     tokens: int | None = None
     finish: str = "stop"
     bench: bool = False
+    paragraph: int = 0
     text: bool = False
     finish_chunk: bool = False
     usage_every: bool = False
@@ -746,7 +748,8 @@ class Simulator:
                 if index and interval:
                     await asyncio.sleep(interval)
                 if behaviour.bench:
-                    token = f"⟦{time.monotonic():.6f}⟧ "
+                    ends_paragraph = behaviour.paragraph and (index + 1) % behaviour.paragraph == 0
+                    token = f"⟦{time.monotonic():.6f}⟧" + ("\n\n" if ends_paragraph else " ")
                 if index == behaviour.stall_after:
                     await disconnected.wait()
                     return
