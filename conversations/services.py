@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -14,8 +13,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import pricing
 from .models import ChatModel, Conversation, Dialect, Message, Relay, Usage
 from .relay import RelayTarget
+from .usage import usage_fields
 
 logger = logging.getLogger(__name__)
 
@@ -236,16 +237,12 @@ def _lock_idle(conversation: Conversation) -> None:
 
 
 def check_budget(*, owner: AbstractBaseUser) -> None:
-    """Refuse before anything is sent when the user's monthly budget is spent.
+    """Refuse before anything is stored or sent when the monthly budget is spent.
 
-    Replaced by the pricing module's check once budgets exist; until then
-    there is nothing to enforce.
+    Call inside the transaction that creates the pending reply: the pricing
+    module locks the user's budget row, so two racing posts cannot both pass.
     """
-    try:
-        from .pricing import enforce_budget
-    except ImportError:
-        return
-    enforce_budget(owner=owner)
+    pricing.enforce_budget(owner=owner)
 
 
 def _title_from(text: str, files: list) -> str:
@@ -391,10 +388,8 @@ def finish_reply(*, message_id: int, outcome: ReplyOutcome) -> Message | None:
 
 
 def _media_warnings(message: Message, usage: Usage) -> list[str]:
-    try:
-        from .parts import silent_drop_warnings
-    except ImportError:
-        return []
+    from .parts import silent_drop_warnings  # parts imports ServiceError from here
+
     return silent_drop_warnings(message=message, usage=usage)
 
 
@@ -402,8 +397,6 @@ def record_usage(*, message: Message, raw: dict | None) -> Usage | None:
     """One Usage row per reply that reached the relay, with its cost frozen."""
     if raw is None and not message.text and not message.reasoning:
         return None  # nothing reached us: nothing to count or charge
-    from .usage import usage_fields
-
     fields = usage_fields(raw, message=message)
     model = message.model
     usage = Usage(
@@ -412,12 +405,7 @@ def record_usage(*, message: Message, raw: dict | None) -> Usage | None:
         relay=model.relay if model else None, model_name=model.model_id if model else "",
         raw=raw, **fields,
     )
-    try:
-        from .pricing import price_usage
-    except ImportError:
-        price_usage = None
-    if price_usage is not None:
-        price_usage(usage)
+    pricing.price_usage(usage)
     usage.save()
     if usage.cost:
         Conversation.objects.filter(pk=message.conversation_id).update(
@@ -470,5 +458,3 @@ def recover_interrupted(*, older_than: timedelta | None = None) -> int:
         logger.info("marked %d unfinished replies as interrupted", count)
     return count
 
-
-ZERO = Decimal("0")
