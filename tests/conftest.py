@@ -17,6 +17,17 @@ from conversations.simulator import Simulator
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last.
+
+    Playwright's sync API keeps an event loop running in the main thread from
+    the first browser test to the end of the session; asyncio tests collected
+    after it could not start their own loop. A stable sort keeps the rest in
+    their usual order.
+    """
+    items.sort(key=lambda item: "browser" in item.path.parts)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
