@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -14,15 +13,7 @@ from . import generation, services
 logger = logging.getLogger(__name__)
 
 
-# The event loop streams replies while Django's sync views and database calls
-# run in a worker thread. With CPython's default 5 ms GIL switch interval, a
-# busy worker thread makes the loop wait up to 5 ms after every socket read or
-# write (the "convoy effect"); a shorter interval keeps streaming latency low.
-GIL_SWITCH_INTERVAL = 0.0005
-
-
 async def startup() -> None:
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     loop = asyncio.get_running_loop()
     generation.bind_loop(loop)
     await database_sync_to_async(services.recover_interrupted)()

@@ -24,6 +24,6 @@ unset DATABASE_URL REDIS_URL RELAY_BASE_URL
 PG_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 if [ -n "${CI:-}" ] || (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   echo "--- the database tests again, on PostgreSQL ($PG_URL)"
-  DATABASE_URL="$PG_URL" .venv/bin/python -m pytest -m "not browser and not services" \
+  DATABASE_URL="$PG_URL" DATABASE_CONN_MAX_AGE=0 .venv/bin/python -m pytest -m "not browser and not services" \
     -p no:cacheprovider -q "$@"
 fi
