@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import generation, services
+from . import generation, pricing, services
 
 logger = logging.getLogger(__name__)
 
 
+def _warm_up() -> None:
+    """Load what the first reply would otherwise load mid-stream.
+
+    genai-prices builds its price tables (pydantic models) on first use, a
+    second or more of CPU that would stall every stream when the first reply
+    is priced.
+    """
+    with contextlib.suppress(pricing.UnknownPrice):
+        pricing.list_price(pricing.TokenCounts(1, 1, 0, 0, 0), "gemini-2.5-flash")
+
+
 async def startup() -> None:
+    _warm_up()
     loop = asyncio.get_running_loop()
     generation.bind_loop(loop)
     await database_sync_to_async(services.recover_interrupted)()
