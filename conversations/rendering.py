@@ -58,15 +58,19 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+# Built once: nh3.clean() rebuilds its whole configuration on every call,
+# which costs four times the cleaning itself (it runs for every frame).
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    attributes=ALLOWED_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto", "data"},
+    attribute_filter=_attribute_filter,
+    link_rel="noopener noreferrer nofollow",
+)
+
+
 def sanitize(html: str) -> str:
-    return nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto", "data"},
-        attribute_filter=_attribute_filter,
-        link_rel="noopener noreferrer nofollow",
-    )
+    return _CLEANER.clean(html)
 
 
 def _highlight(code: str, lang: str, _attrs: str) -> str:
