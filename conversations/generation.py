@@ -73,6 +73,41 @@ def _spawn(message_id: int) -> None:
     )
 
 
+_checkpointer: asyncio.Task | None = None
+
+
+def _ensure_checkpointer() -> None:
+    global _checkpointer
+    loop = asyncio.get_running_loop()
+    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not loop:
+        _checkpointer = loop.create_task(
+            _checkpoint_periodically(), name="checkpoints", context=contextvars.Context()
+        )
+
+
+async def _checkpoint_periodically() -> None:
+    """Save every streaming reply's text so far, once an interval, in one write.
+
+    One task for the whole process rather than one per reply: a hundred
+    streams cost one trip to the database thread and one commit a second, and
+    frames never wait for it. It doubles as the heartbeat that tells other
+    processes a reply is alive, so it runs even while a relay is silent. It
+    ends when no reply is running and is started again by the next one.
+    """
+    while _running:
+        await asyncio.sleep(settings.STREAM_CHECKPOINT_INTERVAL)
+        batch = [
+            (g.message_id, g.text.value, g.reasoning.value)
+            for g in list(_running.values())
+            if g.streaming
+        ]
+        if batch:
+            try:
+                await database_sync_to_async(services.checkpoint_replies)(batch)
+            except Exception:
+                logger.exception("checkpoint of %d replies failed", len(batch))
+
+
 async def shutdown(grace: float = 5.0) -> None:
     """Server stopping: end every running reply as interrupted, keeping its text."""
     for generation in list(_running.values()):
@@ -133,7 +168,7 @@ class Generation:
         self._dirty = asyncio.Event()
         self._done = False
         self._resync_channels: list[str] = []
-        self._checkpointer: asyncio.Task | None = None
+        self.streaming = False  # begun at the relay: its text is worth checkpointing
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -177,7 +212,8 @@ class Generation:
         group = conversation_group(job.conversation_id)
         listener = asyncio.create_task(self._listen_for_control(job.conversation_id))
         flusher = asyncio.create_task(self._flush_frames(group))
-        self._checkpointer = asyncio.create_task(self._checkpoint_periodically())
+        self.streaming = True
+        _ensure_checkpointer()
         outcome = services.ReplyOutcome(status=Message.Status.COMPLETE, text="")
         finish_reason = ""
         usage: dict[str, Any] | None = None
@@ -228,9 +264,9 @@ class Generation:
         self._done = True
         self._dirty.set()
         listener.cancel()
-        # A checkpoint already handed to the database thread runs before the final
-        # save, which is queued behind it on the same thread.
-        self._checkpointer.cancel()
+        # From here the checkpointer leaves this reply alone; a checkpoint already
+        # handed to the database thread runs before the final save, queued behind it.
+        self.streaming = False
         # The last frame and the save must happen even if we were cancelled.
         await asyncio.shield(self._finish(flusher, outcome, group))
 
@@ -303,17 +339,6 @@ class Generation:
             "snapshot": True,
         }
         await layer.send(channel, dict(frame))
-
-    async def _checkpoint_periodically(self) -> None:
-        """Save the text so far every interval, in its own task: frames never wait
-        for the database. It doubles as the heartbeat that tells other processes
-        this reply is alive, so it runs even while the relay is silent."""
-        while True:
-            await asyncio.sleep(settings.STREAM_CHECKPOINT_INTERVAL)
-            await database_sync_to_async(services.checkpoint_reply)(
-                message_id=self.message_id, text=self.text.value,
-                reasoning=self.reasoning.value,
-            )
 
     # -- control group ----------------------------------------------------------
 

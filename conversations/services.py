@@ -323,10 +323,17 @@ def _fail(message: Message, error: str) -> None:
     message.save(update_fields=["status", "error", "updated_at", "completed_at"])
 
 
-def checkpoint_reply(*, message_id: int, text: str, reasoning: str) -> None:
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        text=text, reasoning=reasoning, updated_at=timezone.now()
-    )
+def checkpoint_replies(batch: list[tuple[int, str, str]]) -> None:
+    """Save the partial text of streaming replies, (message id, text, reasoning) each.
+
+    One transaction for all of them; a reply that finished meanwhile is left alone.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        for message_id, text, reasoning in batch:
+            Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+                text=text, reasoning=reasoning, updated_at=now
+            )
 
 
 FINISH_WARNINGS = {
