@@ -97,10 +97,15 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
         url = reverse("conversation", kwargs={"pk": conversation.pk})
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     last = Conversation.objects.for_user(request.user).filter(model__isnull=False).first()
-    initial = {}
     if last is not None:
         initial = {"model": last.model, "temperature": last.temperature, "top_p": last.top_p,
                    "max_tokens": last.max_tokens}
+    else:
+        # A first chat starts on the model that takes the most kinds of file.
+        initial = {"model": ChatModel.objects.usable().order_by(
+            "-accepts_video", "-accepts_audio", "-accepts_pdf", "-accepts_image",
+            "display_name", "model_id",
+        ).first()}
     form = NewConversationForm(initial=initial)
     return render(request, "conversations/new.html", _page_context(request, form=form))
 

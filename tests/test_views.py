@@ -617,3 +617,15 @@ def test_reasoning_is_shown_folded_below_a_summary(as_alice, conversation):
     assert details and "open" not in details.group(0) and "hidden" not in details.group(0)
     assert "<summary>Reasoning</summary>" in html
     assert "<em>one</em>" in html
+
+
+def test_a_first_chat_starts_on_the_model_that_takes_the_most_kinds_of_file(as_alice, relay):
+    ChatModel.objects.create(relay=relay, model_id="a-text-only", display_name="A text only")
+    ChatModel.objects.create(relay=relay, model_id="b-images", display_name="B images",
+                             accepts_image=True)
+    ChatModel.objects.create(relay=relay, model_id="z-everything", display_name="Z everything",
+                             accepts_image=True, accepts_audio=True, accepts_video=True,
+                             accepts_pdf=True)
+    page = as_alice.get(reverse("conversation_new")).content.decode()
+    selected = re.search(r'<option value="\d+" selected>([^<]+)</option>', page)
+    assert selected and selected.group(1) == "Z everything"
