@@ -48,7 +48,7 @@ def main() -> None:
     conversations = [make_conversation(owner, model, title=f"racer {n}") for n in range(2)]
 
     started: list[int] = []
-    services._start = started.append  # the relay is not the point here: record, don't send
+    services._start = lambda message_id, **_: started.append(message_id)  # record, don't send
     slow_status = pricing.budget_status
 
     def budget_status(**kwargs):

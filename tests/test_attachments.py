@@ -497,7 +497,7 @@ def test_files_are_checked_and_converted_before_any_transaction_holds_locks(clie
 
     from conversations import services as services_module
 
-    monkeypatch.setattr(services_module, "_start", lambda message_id: None)
+    monkeypatch.setattr(services_module, "_start", lambda message_id, **_: None)
     inside_transaction = []
     real_ffprobe = mediainfo.ffprobe
 

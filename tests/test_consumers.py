@@ -116,3 +116,26 @@ async def test_a_page_connecting_mid_stream_gets_the_text_so_far_then_the_rest(s
     received = await _receive_until(communicator, lambda html: "status-complete" in html)
     assert f'id="m{reply.pk}-t0"' in first + received
     await communicator.disconnect()
+
+
+async def test_a_page_already_open_sees_a_message_posted_from_another_tab(simulator):
+    alice, _, conversation = await database_sync_to_async(_setup)(simulator)
+    communicator, connected, _ = await _connect(conversation.pk, alice)
+    assert connected
+    generation.bind_loop(asyncio.get_running_loop())
+
+    def post_from_another_tab():
+        from conversations import services
+
+        return services.post_message(
+            conversation=conversation, author=alice, text="sent from the other tab"
+        )
+
+    _, reply = await database_sync_to_async(post_from_another_tab)()
+    received = await _receive_until(
+        communicator, lambda html: "message-assistant status-complete" in html
+    )
+    assert "sent from the other tab" in received
+    # The reply's container exists before its first frame, so no frame is lost.
+    assert received.index(f'id="message-{reply.pk}"') < received.index(f'id="m{reply.pk}-t0"')
+    await communicator.disconnect()
