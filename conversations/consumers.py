@@ -14,7 +14,7 @@ from .events import (
     conversation_group,
 )
 from .fragments import frame_html, messages_upsert
-from .models import Conversation, Message
+from .models import Conversation
 from .selectors import recent_messages
 
 # Close codes (4000-4999 are for applications): the page shows why.
@@ -58,12 +58,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # -- channel-layer events, one handler per type --------------------------
 
+    # Handlers of events that carry their HTML and touch no database.
+    _FORWARDED = {
+        "reply.frame": "reply_frame",
+        "reply.finished": "reply_finished",
+        "messages.created": "messages_created",
+    }
+
     async def dispatch(self, message) -> None:
-        if message.get("type") == "reply.frame":
-            # Frames touch no database. Channels' dispatch would first hop to the
-            # single sync thread (aclose_old_connections), queueing every frame
-            # behind whatever views and saves are running there.
-            await self.reply_frame(message)
+        handler = self._FORWARDED.get(message.get("type"))
+        if handler:
+            # Channels' dispatch would first hop to the single sync thread
+            # (aclose_old_connections), queueing every frame behind whatever
+            # views and saves are running there.
+            await getattr(self, handler)(message)
             return
         await super().dispatch(message)
 
@@ -73,14 +81,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=html)
 
     async def reply_finished(self, event: ReplyFinished) -> None:
-        html = await self._render_messages([event["message_id"]])
-        if html:
-            await self.send(text_data=html)
+        if event["html"]:
+            await self.send(text_data=event["html"])
 
     async def messages_created(self, event: MessagesCreated) -> None:
-        html = await self._render_messages(event["message_ids"])
-        if html:
-            await self.send(text_data=html)
+        if event["html"]:
+            await self.send(text_data=event["html"])
 
     # -- database -------------------------------------------------------------
 
@@ -93,15 +99,5 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         messages = recent_messages(
             conversation_id=self.conversation_id, user=self.scope["user"],
             limit=CATCH_UP_MESSAGES,
-        )
-        return str(messages_upsert(messages)) if messages else ""
-
-    @database_sync_to_async
-    def _render_messages(self, message_ids: list[int]) -> str:
-        messages = list(
-            Message.objects.for_user(self.scope["user"])
-            .filter(conversation_id=self.conversation_id, pk__in=message_ids)
-            .select_related("model", "usage")
-            .prefetch_related("attachments")
         )
         return str(messages_upsert(messages)) if messages else ""

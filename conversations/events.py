@@ -36,17 +36,23 @@ class ReplyFrame(TypedDict):
 
 
 class ReplyFinished(TypedDict):
-    """The reply is saved for good; pages re-render it from the database."""
+    """The reply is saved for good: the message as stored, rendered once.
+
+    Rendered by the publisher rather than by every page's socket, so a
+    hundred finishing replies are a hundred renders, not a hundred more trips
+    to each socket's database thread while other replies stream.
+    """
 
     type: Literal["reply.finished"]
     message_id: int
+    html: str
 
 
 class MessagesCreated(TypedDict):
-    """New messages exist (e.g. posted from another tab)."""
+    """New messages exist (e.g. posted from another tab), rendered once."""
 
     type: Literal["messages.created"]
-    message_ids: list[int]
+    html: str
 
 
 class GenerationStop(TypedDict):

@@ -64,6 +64,21 @@ def messages_upsert(messages: Iterable[Message]) -> SafeString:
     return upsert("message-list", mark_safe("".join(render_message(m) for m in messages)))  # noqa: S308
 
 
+def render_stored_messages(message_ids: Iterable[int]) -> str:
+    """The messages as stored, as one upsert ("" if none is left).
+
+    For the channel-layer events: the publisher renders once for every page
+    watching; the group only reaches the conversation's owner.
+    """
+    messages = list(
+        Message.objects.filter(pk__in=list(message_ids))
+        .select_related("model", "usage")
+        .prefetch_related("attachments")
+        .order_by("pk")
+    )
+    return str(messages_upsert(messages)) if messages else ""
+
+
 def frame_html(frame: ReplyFrame) -> str:
     message_id = frame["message_id"]
     parts = []

@@ -27,6 +27,7 @@ from django.conf import settings
 
 from . import services
 from .events import Block, ReplyFrame, control_group, conversation_group, publish
+from .fragments import render_stored_messages
 from .models import Message
 from .relay import RelayClient, RelayError, shared_http_client
 from .rendering import BlockStream, render_block
@@ -275,24 +276,34 @@ class Generation:
     ) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        await self._save(outcome)
-        await publish(group, {"type": "reply.finished", "message_id": self.message_id})
-
-    async def _save(self, outcome: services.ReplyOutcome) -> None:
-        await database_sync_to_async(services.finish_reply)(
-            message_id=self.message_id, outcome=outcome
+        html = await self._save(outcome)
+        await publish(
+            group, {"type": "reply.finished", "message_id": self.message_id, "html": html}
         )
 
+    async def _save(self, outcome: services.ReplyOutcome) -> str:
+        """Save the outcome; the reply as stored, rendered for the pages."""
+
+        def save() -> str:
+            services.finish_reply(message_id=self.message_id, outcome=outcome)
+            return render_stored_messages([self.message_id])
+
+        return await database_sync_to_async(save)()
+
     async def _announce_finished_if_known(self) -> None:
-        conversation_id = await database_sync_to_async(
-            lambda: Message.objects.filter(pk=self.message_id)
-            .values_list("conversation_id", flat=True)
-            .first()
-        )()
+        def load() -> tuple[int | None, str]:
+            conversation_id = (
+                Message.objects.filter(pk=self.message_id)
+                .values_list("conversation_id", flat=True)
+                .first()
+            )
+            return conversation_id, render_stored_messages([self.message_id])
+
+        conversation_id, html = await database_sync_to_async(load)()
         if conversation_id is not None:
             await publish(
                 conversation_group(conversation_id),
-                {"type": "reply.finished", "message_id": self.message_id},
+                {"type": "reply.finished", "message_id": self.message_id, "html": html},
             )
 
     # -- frames and checkpoints --------------------------------------------------

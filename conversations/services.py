@@ -255,10 +255,11 @@ def _title_from(text: str, files: list) -> str:
 
 
 def _start(message_id: int, *, shown: list[int]) -> None:
-    """After commit: tell every page watching the conversation, then generate."""
+    """After commit: show every page watching the new messages, then generate."""
     from asgiref.sync import async_to_sync
 
     from .events import conversation_group, publish
+    from .fragments import render_stored_messages
     from .generation import start_generation
 
     conversation_id = Message.objects.values_list("conversation_id", flat=True).get(
@@ -266,7 +267,8 @@ def _start(message_id: int, *, shown: list[int]) -> None:
     )
     # Other tabs need the new messages before the reply's frames arrive.
     async_to_sync(publish)(
-        conversation_group(conversation_id), {"type": "messages.created", "message_ids": shown}
+        conversation_group(conversation_id),
+        {"type": "messages.created", "html": render_stored_messages(shown)},
     )
     start_generation(message_id)
 

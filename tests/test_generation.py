@@ -117,7 +117,11 @@ async def test_a_reply_streams_in_frames_and_is_saved_once_with_usage(simulator)
     # The page, built only from frames, shows exactly what a reload renders.
     state = listener.blocks()
     assert [state[i] for i in sorted(state)] == render_markdown(saved.text)
-    assert listener.events[-1] == {"type": "reply.finished", "message_id": reply.pk}
+    finished = listener.events[-1]
+    assert (finished["type"], finished["message_id"]) == ("reply.finished", reply.pk)
+    # It carries the reply as stored, rendered once for every page watching.
+    assert f'id="message-{reply.pk}"' in finished["html"]
+    assert "status-complete" in finished["html"]
     usage = await database_sync_to_async(Usage.objects.get)(message=saved)
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
     assert usage.estimated is False
