@@ -186,6 +186,34 @@ async def test_the_first_content_goes_out_at_once(simulator):
         await asyncio.wait_for(generation.running_generations()[reply.pk].task, 10)
 
 
+@pytest.mark.django_db
+def test_a_checkpoint_saves_streaming_replies_and_leaves_finished_ones_alone(simulator):
+    conversation = _setup(simulator)
+    _, streaming = _post(conversation, "first")
+    Message.objects.filter(pk=streaming.pk).update(status=Message.Status.STREAMING)
+    _, finished = _post_after(conversation, streaming, "second")
+    Message.objects.filter(pk=finished.pk).update(
+        status=Message.Status.COMPLETE, text="final text"
+    )
+    before = timezone.now()
+    services.checkpoint_replies([
+        (streaming.pk, "so far, 你好 **bold**", "thinking"),
+        (finished.pk, "a late checkpoint", ""),
+    ])
+    streaming.refresh_from_db()
+    finished.refresh_from_db()
+    assert (streaming.text, streaming.reasoning) == ("so far, 你好 **bold**", "thinking")
+    assert streaming.updated_at >= before  # the heartbeat other processes read
+    assert finished.text == "final text"
+
+
+def _post_after(conversation, reply, text):
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE)
+    user_message, second = _post(conversation, text)
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.STREAMING)
+    return user_message, second
+
+
 async def test_partial_text_is_checkpointed_while_streaming(simulator):
     simulator.sim.token_rate = 20
     conversation = await database_sync_to_async(_setup)(
