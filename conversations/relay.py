@@ -14,6 +14,7 @@ for a reply the user already saw. The API key is never put in a message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -24,9 +25,12 @@ from typing import Any, Literal
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from .netio import use_asyncio_network
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
+DRAIN_AFTER_DONE = 1.0  # seconds
 NON_RETRYABLE_CODES = {"convert_request_failed"}
 ERROR_BODY_LIMIT = 64 * 1024
 RELAY_MESSAGE_LIMIT = 300  # characters of the relay's own words quoted to the user
@@ -313,17 +317,26 @@ def _timeout(connect: float, read: float) -> httpx.Timeout:
 _shared: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
 
 
+def new_http_client(**options: Any) -> httpx.AsyncClient:
+    """An httpx client for relays, reading through the plain-asyncio network
+    backend (conversations.netio): a stream is one small read per token."""
+    return use_asyncio_network(httpx.AsyncClient(**options))
+
+
 def shared_http_client() -> httpx.AsyncClient:
     """One pooled HTTP client per event loop, for every reply the server generates.
 
     Building a client builds a TLS context (tens of milliseconds of CPU), and a
-    pool keeps connections to the relay alive between replies.
+    pool keeps connections to the relay alive between replies. At most 20 are
+    kept idle: httpcore's pool compares every idle connection with every other
+    one each time a request starts or ends, so a hundred idle ones cost
+    milliseconds per request.
     """
     global _shared
     loop = asyncio.get_running_loop()
     if _shared is None or _shared[0] is not loop or _shared[1].is_closed:
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100)
+        client = new_http_client(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20)
         )
         _shared = (loop, client)
     return _shared[1]
@@ -349,7 +362,7 @@ class RelayClient:
         self.read_timeout = read_timeout
         self.timeout = _timeout(connect_timeout, read_timeout)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
+        self._client = client or new_http_client(
             timeout=self.timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
@@ -682,11 +695,13 @@ def _chunks_of(data: str) -> list[Any]:
 
 async def _events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
     usage: dict | None = None
-    async for sse in source.aiter_sse():
+    events = source.aiter_sse()
+    async for sse in events:
         data = sse.data.strip()
         if not data:
             continue
         if data == "[DONE]":
+            await _read_to_end(events)
             break
         for chunk in _chunks_of(data):
             _check_error_chunk(chunk, mid_stream=True)
@@ -700,6 +715,17 @@ async def _events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
                 usage = chunk["usage"]  # some relays repeat it; the last one wins
     if usage is not None:
         yield StreamEvent("usage", usage=usage)
+
+
+async def _read_to_end(events: AsyncIterator[Any]) -> None:
+    """Read what follows `[DONE]` (normally just the end of the body, already
+    here): a response read to its end leaves its connection in the pool for
+    the next reply, where one left unread is closed. A relay that keeps the
+    stream open after `[DONE]` is not waited for long."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_AFTER_DONE):
+            async for _ in events:
+                pass
 
 
 def _events_from_completion(data: Any) -> Iterable[StreamEvent]:

@@ -37,11 +37,12 @@ def free_port() -> int:
 class ThreadedServer:
     """Runs an ASGI app with uvicorn on a background thread, over real loopback HTTP."""
 
-    def __init__(self, app, port: int | None = None) -> None:
+    def __init__(self, app, port: int | None = None, **ssl_files: str) -> None:
         self.port = port or free_port()
+        self.scheme = "https" if ssl_files else "http"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
-            ws="none",
+            ws="none", **ssl_files,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -64,7 +65,7 @@ class ThreadedServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 class SimulatorHandle:

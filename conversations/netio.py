@@ -1,0 +1,240 @@
+"""httpcore's network layer on plain asyncio, for reading relay streams cheaply.
+
+httpx reaches sockets through httpcore's pluggable network backend; the
+default one goes through anyio, which opens a cancel scope and a timeout
+context for every read. A streaming reply is one small read per token, so
+with a hundred replies streaming those scopes were the largest single cost
+of the server's event loop (measured with py-spy under bench/streaming.py).
+
+This backend is an asyncio Protocol with a byte buffer: a read returns what
+has arrived, or waits on one future with one timer. TLS is asyncio's own
+(`loop.start_tls`), as httpcore asks for it after connecting. Errors and
+timeouts become httpcore's exceptions, which httpx turns into its own, so
+`relay.RelayClient` sees exactly what it saw with the default backend.
+"""
+
+# The `timeout` arguments are httpcore's network-backend interface.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+# Stop reading from the socket while this much is waiting to be read.
+_HIGH_WATER = 1 << 20
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.transport: asyncio.Transport | None = None
+        self._reader: asyncio.Future | None = None
+        self._drained: asyncio.Future | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+
+    # -- asyncio callbacks -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _HIGH_WATER and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    # -- for the stream --------------------------------------------------------
+
+    def take(self, max_bytes: int) -> bytes:
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if self._reading_paused and len(self.buffer) <= _HIGH_WATER // 4 and self.transport:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def wait(self, kind: str, timeout: float | None, timeout_error: type) -> None:
+        """Wait until data or EOF arrives ("read") or writing may go on ("drain")."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        setattr(self, f"_{'reader' if kind == 'read' else 'drained'}", waiter)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(
+                timeout,
+                lambda: waiter.done() or waiter.set_exception(timeout_error("timed out")),
+            )
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if kind == "read":
+                self._reader = None
+            else:
+                self._drained = None
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        protocol.transport = transport
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        protocol = self._protocol
+        if not protocol.buffer and not protocol.eof:
+            await protocol.wait("read", timeout, httpcore.ReadTimeout)
+        if protocol.buffer:
+            return protocol.take(max_bytes)
+        if protocol.error is not None:
+            raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
+        return b""  # the peer closed the connection
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        protocol = self._protocol
+        if protocol.eof or self._transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+        self._transport.write(buffer)
+        if protocol._writing_paused:
+            await protocol.wait("drain", timeout, httpcore.WriteTimeout)
+            if protocol.eof and protocol.error is not None:
+                raise httpcore.WriteError(str(protocol.error))
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context,
+                    server_hostname=server_hostname,
+                )
+        except TimeoutError as exc:
+            self._transport.abort()
+            raise httpcore.ConnectTimeout("TLS handshake timed out") from exc
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self._transport.abort()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if transport is None:  # the connection closed during the handshake
+            raise httpcore.ConnectError("the connection closed during the TLS handshake")
+        return AsyncioStream(transport, self._protocol)  # type: ignore[arg-type]
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._transport.get_extra_info("peername")
+        if info == "socket":
+            return self._transport.get_extra_info("socket")
+        if info == "is_readable":
+            # An idle keep-alive connection with something to read (or closed)
+            # was dropped by the server: httpcore then opens a new one.
+            return bool(self._protocol.buffer) or self._protocol.eof
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_connection(
+                    _Protocol, host, port,
+                    local_addr=(local_address, 0) if local_address else None,
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        sock: socket.socket | None = transport.get_extra_info("socket")
+        for option in socket_options or ():
+            if sock is not None:
+                sock.setsockopt(*option)
+        return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[tuple] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, protocol = await loop.create_unix_connection(_Protocol, path)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"connecting to {path} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def use_asyncio_network(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Make the client's default transport reach the network through AsyncioBackend.
+
+    The client keeps all of httpx's own set-up (TLS settings, pool limits,
+    proxies from the environment, which stay on httpcore's default backend).
+    httpx builds its httpcore pool with no way to pass a network backend; the
+    pool reads this attribute each time it opens a connection.
+    """
+    pool = getattr(client._transport, "_pool", None)
+    if isinstance(pool, httpcore.AsyncConnectionPool):
+        pool._network_backend = AsyncioBackend()
+    return client
