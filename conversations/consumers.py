@@ -37,6 +37,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.group = conversation_group(self.conversation_id)
+        self._early: list[dict] = []
+        self._live = False
+        deliver_directly = getattr(self.channel_layer, "deliver_directly", None)
+        if deliver_directly is not None:  # the in-process layer (conversations.layers)
+            deliver_directly(self.channel_name, self._deliver, self._FORWARDED)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         # Catch up: the latest messages as stored, then every block so far
@@ -44,12 +49,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         catch_up = await self._render_recent()
         if catch_up:
             await self.send(text_data=catch_up)
+        await self._go_live()
         resync: GenerationResync = {
             "type": "generation.resync", "reply_channel": self.channel_name
         }
         await self.channel_layer.group_send(control_group(self.conversation_id), dict(resync))
 
     async def disconnect(self, code: int) -> None:
+        stop_delivering = getattr(self.channel_layer, "stop_delivering", None)
+        if stop_delivering is not None:
+            stop_delivering(self.channel_name)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -74,6 +83,24 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await getattr(self, handler)(message)
             return
         await super().dispatch(message)
+
+    async def _deliver(self, message: dict) -> None:
+        """Handed over directly by the in-process layer, in the sender's step.
+
+        What arrives before the catch-up is sent waits for it, as it would in
+        the channel's queue: a live frame must not be overwritten by an older
+        stored copy of the message.
+        """
+        if not self._live:
+            self._early.append(message)
+            return
+        await getattr(self, self._FORWARDED[message["type"]])(message)
+
+    async def _go_live(self) -> None:
+        while self._early:
+            message = self._early.pop(0)
+            await getattr(self, self._FORWARDED[message["type"]])(message)
+        self._live = True  # no await since the queue was seen empty
 
     async def reply_frame(self, event: ReplyFrame) -> None:
         html = frame_html(event)
