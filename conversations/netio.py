@@ -41,6 +41,11 @@ class _Protocol(asyncio.Protocol):
         self._drained: asyncio.Future | None = None
         self._reading_paused = False
         self._writing_paused = False
+        # One timer per connection, re-armed lazily: a read every 40 ms must
+        # not schedule and cancel a timer each time.
+        self._deadline: float | None = None
+        self._timeout_error: type = httpcore.ReadTimeout
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks -------------------------------------------------
 
@@ -62,6 +67,9 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self.error = exc
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake_reader()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -92,22 +100,37 @@ class _Protocol(asyncio.Protocol):
         """Wait until data or EOF arrives ("read") or writing may go on ("drain")."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        setattr(self, f"_{'reader' if kind == 'read' else 'drained'}", waiter)
-        timer = None
+        if kind == "read":
+            self._reader = waiter
+        else:
+            self._drained = waiter
         if timeout is not None:
-            timer = loop.call_later(
-                timeout,
-                lambda: waiter.done() or waiter.set_exception(timeout_error("timed out")),
-            )
+            self._deadline = loop.time() + timeout
+            self._timeout_error = timeout_error
+            if self._timer is None or self._timer.when() > self._deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(self._deadline, self._check_deadline)
         try:
             await waiter
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._deadline = None
             if kind == "read":
                 self._reader = None
             else:
                 self._drained = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return  # nothing is waiting; the next wait arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+            return
+        for waiter in (self._reader, self._drained):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(self._timeout_error("timed out"))
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
