@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.template.loader import render_to_string
-from django.utils.html import format_html
+from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .events import Block, ReplyFrame
@@ -38,8 +38,11 @@ def render_blocks(message_id: int, field: str, blocks: Iterable[Block]) -> SafeS
 
 
 def upsert(container_id: str, inner_html: str) -> SafeString:
-    return format_html(
-        '<div hx-swap-oob="beforeend:#{}" data-upsert>{}</div>', container_id, inner_html
+    """Escaped like format_html (safe strings pass, others are escaped), without
+    its lazy-string machinery: this wraps every frame."""
+    return mark_safe(  # noqa: S308 - both parts pass conditional_escape
+        f'<div hx-swap-oob="beforeend:#{conditional_escape(container_id)}" data-upsert>'
+        f"{conditional_escape(inner_html)}</div>"
     )
 
 

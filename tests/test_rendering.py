@@ -293,3 +293,14 @@ def _random_markdown(rng: random.Random) -> str:
         parts.append(rng.choice(pieces))
         parts.append(rng.choice(seps))
     return "".join(parts).rstrip("\n") + rng.choice(["", "\n", "\n\n"])
+
+
+def test_an_upsert_escapes_what_is_not_marked_safe():
+    from django.utils.safestring import mark_safe
+
+    from conversations.fragments import upsert
+
+    assert upsert("box", "<b>x</b>") == (
+        '<div hx-swap-oob="beforeend:#box" data-upsert>&lt;b&gt;x&lt;/b&gt;</div>')
+    assert upsert('a"b', mark_safe("<b>x</b>")) == (
+        '<div hx-swap-oob="beforeend:#a&quot;b" data-upsert><b>x</b></div>')
