@@ -46,20 +46,26 @@ def upsert(container_id: str, inner_html: str) -> SafeString:
     )
 
 
-def message_context(message: Message) -> dict:
-    text_blocks = render_markdown(message.text) if message.role == "assistant" else []
+def message_context(
+    message: Message, *, text_html: list[str] | None = None,
+    reasoning_html: list[str] | None = None,
+) -> dict:
+    """`text_html`/`reasoning_html`: the blocks already rendered (by the
+    generation that streamed them), instead of rendering the text again."""
+    if text_html is None:
+        text_html = render_markdown(message.text) if message.role == "assistant" else []
+    if reasoning_html is None:
+        reasoning_html = render_markdown(message.reasoning)
     return {
         "message": message,
-        "text_blocks": render_blocks(message.pk, "text", enumerate(text_blocks)),
-        "reasoning_blocks": render_blocks(
-            message.pk, "reasoning", enumerate(render_markdown(message.reasoning))
-        ),
+        "text_blocks": render_blocks(message.pk, "text", enumerate(text_html)),
+        "reasoning_blocks": render_blocks(message.pk, "reasoning", enumerate(reasoning_html)),
     }
 
 
-def render_message(message: Message) -> SafeString:
+def render_message(message: Message, **rendered: list[str] | None) -> SafeString:
     return mark_safe(  # noqa: S308 - a Django template render, escaped as usual
-        render_to_string("conversations/_message.html", message_context(message))
+        render_to_string("conversations/_message.html", message_context(message, **rendered))
     )
 
 

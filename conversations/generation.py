@@ -27,7 +27,7 @@ from django.conf import settings
 
 from . import services
 from .events import Block, ReplyFrame, control_group, conversation_group, publish
-from .fragments import render_stored_messages
+from .fragments import render_message, render_stored_messages, upsert
 from .models import Message
 from .relay import RelayClient, RelayError, shared_http_client
 from .rendering import BlockStream, render_block
@@ -116,6 +116,16 @@ async def shutdown(grace: float = 5.0) -> None:
     tasks = [g.task for g in _running.values() if g.task is not None]
     if tasks:
         await asyncio.wait(tasks, timeout=grace)
+
+
+def _carries_media(body: dict[str, Any]) -> bool:
+    """Whether the request sent any file (a content part other than text)."""
+    return any(
+        isinstance(part, dict) and part.get("type") != "text"
+        for message in body.get("messages") or ()
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
 
 
 class _Text:
@@ -259,6 +269,7 @@ class Generation:
             await asyncio.shield(client.aclose())
         outcome.text = self.text.value
         outcome.reasoning = self.reasoning.value
+        outcome.sent_media = _carries_media(job.body)
         outcome.usage = usage
         outcome.images = images
         self.status = outcome.status
@@ -282,11 +293,23 @@ class Generation:
         )
 
     async def _save(self, outcome: services.ReplyOutcome) -> str:
-        """Save the outcome; the reply as stored, rendered for the pages."""
+        """Save the outcome; the reply as stored, rendered for the pages.
+
+        The blocks the stream already rendered are reused: the page's
+        splitter is the stream's, so they are what rendering the saved text
+        would give (tests/test_generation.py holds the two equal).
+        """
+        text_html = [html for _, html in self.text.snapshot()]
+        reasoning_html = [html for _, html in self.reasoning.snapshot()]
 
         def save() -> str:
-            services.finish_reply(message_id=self.message_id, outcome=outcome)
-            return render_stored_messages([self.message_id])
+            message = services.finish_reply(message_id=self.message_id, outcome=outcome)
+            if message is None:
+                return ""
+            if (message.text, message.reasoning) != (outcome.text, outcome.reasoning):
+                return render_stored_messages([self.message_id])  # finished elsewhere
+            return str(upsert("message-list", render_message(
+                message, text_html=text_html, reasoning_html=reasoning_html)))
 
         return await database_sync_to_async(save)()
 

@@ -383,6 +383,7 @@ class ReplyOutcome:
     error_code: str = ""
     error_status: int | None = None
     images: list[str] | None = None
+    sent_media: bool = True  # False: the request carried no file, so none was dropped
 
 
 def finish_reply(*, message_id: int, outcome: ReplyOutcome) -> Message | None:
@@ -411,7 +412,7 @@ def finish_reply(*, message_id: int, outcome: ReplyOutcome) -> Message | None:
             warnings.append(FINISH_WARNINGS.get(outcome.finish_reason, FINISH_WARNINGS[""]))
         message.updated_at = message.completed_at = now
         usage = record_usage(message=message, raw=outcome.usage)
-        if usage is not None:
+        if usage is not None and outcome.sent_media:
             warnings.extend(_media_warnings(message, usage))
         message.warning = "\n".join(w for w in warnings if w)
         message.save(

@@ -122,6 +122,10 @@ async def test_a_reply_streams_in_frames_and_is_saved_once_with_usage(simulator)
     # It carries the reply as stored, rendered once for every page watching.
     assert f'id="message-{reply.pk}"' in finished["html"]
     assert "status-complete" in finished["html"]
+    # Built from the blocks the stream rendered: the same as rendering it afresh.
+    from conversations.fragments import render_stored_messages
+
+    assert finished["html"] == await database_sync_to_async(render_stored_messages)([reply.pk])
     usage = await database_sync_to_async(Usage.objects.get)(message=saved)
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
     assert usage.estimated is False
