@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -176,7 +177,9 @@ class Generation:
         self.status = Message.Status.STREAMING
         self.stop_requested = False
         self.interrupted = False
-        self._dirty = asyncio.Event()
+        self._dirty = asyncio.Event()  # changes wait for the flusher
+        self._frame_due = 0.0  # time.monotonic() before which _changed sends nothing
+        self._flusher_idle = False  # waiting for changes, not sleeping out an interval
         self._done = False
         self._resync_channels: list[str] = []
         self.streaming = False  # begun at the relay: its text is worth checkpointing
@@ -240,10 +243,10 @@ class Generation:
             async for event in client.stream_chat(job.body):
                 if event.kind == "content":
                     self.text.feed(event.text)
-                    self._dirty.set()
+                    await self._changed(group)
                 elif event.kind == "reasoning":
                     self.reasoning.feed(event.text)
-                    self._dirty.set()
+                    await self._changed(group)
                 elif event.kind == "finish":
                     finish_reason = event.text
                 elif event.kind == "usage":
@@ -331,10 +334,35 @@ class Generation:
 
     # -- frames and checkpoints --------------------------------------------------
 
+    async def _changed(self, group: str) -> None:
+        """New text: if the flusher is idle (the stream was quiet for a frame
+        interval, as before its first content), send it in this step; else
+        leave it to the flusher's next frame.
+
+        Sending here rather than waking the flusher saves a turn of the event
+        loop, which under load is most of a first chunk's delay.
+        """
+        if not self._flusher_idle or self._dirty.is_set() or time.monotonic() < self._frame_due:
+            self._dirty.set()
+            return
+        self._flusher_idle = False  # until this frame is out, the flusher must not send
+        try:
+            await self._send_frame(group)
+        finally:
+            self._flusher_idle = True
+            self._frame_due = time.monotonic() + settings.STREAM_FRAME_INTERVAL
+
     async def _flush_frames(self, group: str) -> None:
+        """Send what changed at most once a frame interval, and the snapshots
+        pages asked for."""
         interval = settings.STREAM_FRAME_INTERVAL
         while True:
+            self._flusher_idle = True
             await self._dirty.wait()
+            self._flusher_idle = False
+            wait = self._frame_due - time.monotonic()  # after a frame sent by _changed
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._dirty.clear()
             await self._send_frame(group)
             for channel in self._take_resyncs():

@@ -60,6 +60,7 @@ class GroupListener:
         self.group = conversation_group(conversation_id)
         self.layer = get_channel_layer()
         self.events: list[dict] = []
+        self.times: list[float] = []  # loop time each event arrived
         self.channel = ""
 
     async def __aenter__(self):
@@ -71,6 +72,7 @@ class GroupListener:
     async def _collect(self):
         while True:
             self.events.append(await self.layer.receive(self.channel))
+            self.times.append(asyncio.get_running_loop().time())
 
     async def __aexit__(self, *exc):
         await asyncio.sleep(0.05)
@@ -160,6 +162,11 @@ async def test_frames_are_coalesced_and_finished_blocks_are_never_resent(simulat
         await _run(reply.pk)
     frames = listener.frames
     assert 5 <= len(frames) <= 60, len(frames)
+    # Never two frames within one interval (0.05 s here), give or take timer slack.
+    arrivals = [t for t, e in zip(listener.times, listener.events, strict=True)
+                if e["type"] == "reply.frame" and not e["snapshot"]]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    assert min(gaps) >= 0.04, sorted(gaps)[:5]
     closed_seen: set[int] = set()
     for frame in frames:
         indexes = [index for index, _ in frame["text"]]
