@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -203,6 +203,21 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+async def _open(
+    connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.BaseProtocol]],
+    timeout: float | None, where: str,
+) -> AsyncioStream:
+    """A connection being opened, with httpcore's exceptions for what goes wrong."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connecting
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"connecting to {where} timed out") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+    return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(
         self,
@@ -213,21 +228,17 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[tuple] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol, host, port,
-                    local_addr=(local_address, 0) if local_address else None,
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock: socket.socket | None = transport.get_extra_info("socket")
+        stream = await _open(
+            loop.create_connection(
+                _Protocol, host, port, local_addr=(local_address, 0) if local_address else None
+            ),
+            timeout, f"{host}:{port}",
+        )
+        sock: socket.socket | None = stream.get_extra_info("socket")
         for option in socket_options or ():
             if sock is not None:
                 sock.setsockopt(*option)
-        return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+        return stream
 
     async def connect_unix_socket(
         self,
@@ -236,14 +247,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[tuple] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"connecting to {path} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+        return await _open(loop.create_unix_connection(_Protocol, path), timeout, path)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
