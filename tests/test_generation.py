@@ -7,6 +7,7 @@ HTTP, with the in-memory channel layer and a real (test) database.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from datetime import timedelta
 
@@ -165,7 +166,7 @@ async def test_frames_are_coalesced_and_finished_blocks_are_never_resent(simulat
     # Never two frames within one interval (0.05 s here), give or take timer slack.
     arrivals = [t for t, e in zip(listener.times, listener.events, strict=True)
                 if e["type"] == "reply.frame" and not e["snapshot"]]
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert min(gaps) >= 0.04, sorted(gaps)[:5]
     closed_seen: set[int] = set()
     for frame in frames:
