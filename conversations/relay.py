@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -31,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 DRAIN_AFTER_DONE = 1.0  # seconds
+# A relay's Retry-After up to this many seconds is waited out before a retry;
+# a longer one ends the attempt with the wait in the message.
+MAX_RETRY_AFTER = 20.0
 NON_RETRYABLE_CODES = {"convert_request_failed"}
 ERROR_BODY_LIMIT = 64 * 1024
 RELAY_MESSAGE_LIMIT = 300  # characters of the relay's own words quoted to the user
@@ -79,6 +84,7 @@ class RelayError(Exception):
         code: str = "",
         relay_message: str = "",
         retryable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -86,6 +92,7 @@ class RelayError(Exception):
         self.code = code
         self.relay_message = relay_message
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds the relay asked us to wait (Retry-After)
 
     def __str__(self) -> str:
         return self.message
@@ -395,6 +402,15 @@ class RelayClient:
                 error.args = (error.message,)
             return False
         delay = self.backoff * (2**attempt)
+        if error.retry_after is not None:
+            if error.retry_after > MAX_RETRY_AFTER:
+                # Waiting that long would leave the page hanging; say when to try.
+                error.message += (
+                    f" The relay asks to wait {_duration(error.retry_after)} before trying again."
+                )
+                error.args = (error.message,)
+                return False
+            delay = max(delay, error.retry_after)
         logger.info("relay %s: %s; retry %d in %.2fs", self.target.name, error.message,
                     attempt + 1, delay)
         await asyncio.sleep(delay)
@@ -564,8 +580,10 @@ class RelayClient:
             raise self._transport_error(exc, answered=False) from exc
         content_type = response.headers.get("content-type", "").lower()
         if not response.is_success:
-            raise explain_error(response.status_code, response.content[:ERROR_BODY_LIMIT],
-                                content_type=content_type)
+            error = explain_error(response.status_code, response.content[:ERROR_BODY_LIMIT],
+                                  content_type=content_type)
+            error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            raise error
         if "json" not in content_type and not response.content.lstrip().startswith(
             (b"{", b"[")
         ):
@@ -620,11 +638,39 @@ async def _error_from_response(response: httpx.Response) -> RelayError:
         size += len(chunk)
         if size >= ERROR_BODY_LIMIT:
             break
-    return explain_error(
+    error = explain_error(
         response.status_code,
         b"".join(chunks)[:ERROR_BODY_LIMIT],
         content_type=response.headers.get("content-type", ""),
     )
+    error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+    return error
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{round(seconds)} seconds"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} minutes"
+    return f"{round(seconds / 3600)} hours"
 
 
 def _check_error_chunk(chunk: Any, *, mid_stream: bool) -> None:

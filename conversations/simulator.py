@@ -15,6 +15,7 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     web_page        a 200 web page instead of an answer (a base URL that misses the API)
     text            with fail=: a plain-text body (an Envoy-style proxy message)
     flaky=N         fail (fail=, default 503) the first N times for this model, then work
+    retry_after=S   with fail= or flaky=: send a `Retry-After: S` header with the failure
     stall           send headers and a role chunk, then nothing
     stall_after=N   stall after N content chunks
     cut_after=N     after N content chunks: usage + [DONE], no finish_reason
@@ -104,6 +105,7 @@ class Behaviour:
     empty: bool = False
     html: bool = False
     flaky: int = 0
+    retry_after: int | None = None
     stall: bool = False
     stall_after: int | None = None
     cut_after: int | None = None
@@ -508,10 +510,12 @@ class Simulator:
         await send({"type": "http.response.body", "body": body})
 
     @staticmethod
-    async def _raw(send, status: int, body: bytes, content_type: bytes) -> None:
+    async def _raw(send, status: int, body: bytes, content_type: bytes,
+                   extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", content_type),
-                                (b"content-length", str(len(body)).encode())]})
+                                (b"content-length", str(len(body)).encode()),
+                                *extra_headers]})
         await send({"type": "http.response.body", "body": body})
 
     async def _read_body(self, receive) -> bytes:
@@ -562,21 +566,23 @@ class Simulator:
             else:
                 behaviour.fail = None
         if behaviour.fail:
+            extra = ([(b"retry-after", str(behaviour.retry_after).encode())]
+                     if behaviour.retry_after is not None else [])
             if behaviour.empty:
-                await self._raw(send, behaviour.fail, b"", b"text/plain")
+                await self._raw(send, behaviour.fail, b"", b"text/plain", extra)
             elif behaviour.html:
                 page = (f"<html><head><title>{behaviour.fail} Bad Gateway</title></head>"
                         "<body><center><h1>Bad Gateway</h1></center><hr>"
                         "<center>nginx</center></body></html>").encode()
-                await self._raw(send, behaviour.fail, page, b"text/html")
+                await self._raw(send, behaviour.fail, page, b"text/html", extra)
             elif behaviour.text:
                 await self._raw(send, behaviour.fail, PROXY_TEXT.encode(),
-                                b"text/plain; charset=utf-8")
+                                b"text/plain; charset=utf-8", extra)
             else:
                 await self._raw(send, behaviour.fail,
                                 new_api_error_body(behaviour.fail, behaviour.code,
                                                    behaviour.message),
-                                b"application/json")
+                                b"application/json", extra)
             return
         if behaviour.web_page:
             await self._raw(send, 200, WEB_PAGE.encode(), b"text/html; charset=utf-8")

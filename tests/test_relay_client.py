@@ -11,6 +11,7 @@ import base64
 import itertools
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -442,6 +443,43 @@ async def test_retries_back_off_longer_each_time(simulator):
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(gaps) == 3
     assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.39
+
+
+async def test_a_retry_waits_as_long_as_the_relays_retry_after_asks(simulator):
+    result = await collect(simulator, "flaky=1,fail=429,retry_after=1,tokens=2", backoff=0.01)
+
+    first, second = (r.received_at for r in simulator.requests)
+    assert second - first >= 0.95  # not the 0.01 s backoff
+    assert result.finish_reason == "stop"
+
+
+async def test_a_retry_after_too_long_to_wait_is_not_waited_but_told(simulator):
+    started = time.monotonic()
+    error = await failure(simulator, "flaky=5,fail=429,retry_after=600")
+
+    assert time.monotonic() - started < 5
+    assert len(simulator.requests) == 1
+    assert error.status == 429
+    assert "asks to wait 10 minutes before trying again" in error.message
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("7", 7.0), (" 2.5 ", 2.5), ("", None), ("soon", None), ("-3", 0.0),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
+])
+def test_retry_after_headers_are_read_as_seconds(header, seconds):
+    from conversations.relay import retry_after_seconds
+
+    assert retry_after_seconds(header) == seconds
+
+
+def test_a_retry_after_date_in_the_future_is_seconds_from_now():
+    from email.utils import format_datetime
+
+    from conversations.relay import retry_after_seconds
+
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    assert 110 < retry_after_seconds(format_datetime(when, usegmt=True)) <= 120
 
 
 async def test_it_gives_up_after_the_last_retry_and_says_how_often_it_tried(simulator):
