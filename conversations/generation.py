@@ -240,19 +240,26 @@ class Generation:
             client=shared_http_client(),
         )
         try:
-            async for event in client.stream_chat(job.body):
-                if event.kind == "content":
-                    self.text.feed(event.text)
-                    await self._changed(group)
-                elif event.kind == "reasoning":
-                    self.reasoning.feed(event.text)
-                    await self._changed(group)
-                elif event.kind == "finish":
-                    finish_reason = event.text
-                elif event.kind == "usage":
-                    usage = event.usage
-                elif event.kind == "image":
-                    images.append(event.text)
+            # aclosing: however the loop ends (a Stop lands while a frame is
+            # being sent, say), the relay's response is closed right away.
+            async with contextlib.aclosing(client.stream_chat(job.body)) as events:
+                async for event in events:
+                    if self.stop_requested or self.interrupted:
+                        # Cancelled while a library was awaiting, which took the
+                        # cancellation for its own: honour it here.
+                        raise asyncio.CancelledError
+                    if event.kind == "content":
+                        self.text.feed(event.text)
+                        await self._changed(group)
+                    elif event.kind == "reasoning":
+                        self.reasoning.feed(event.text)
+                        await self._changed(group)
+                    elif event.kind == "finish":
+                        finish_reason = event.text
+                    elif event.kind == "usage":
+                        usage = event.usage
+                    elif event.kind == "image":
+                        images.append(event.text)
             outcome.finish_reason = finish_reason
         except RelayError as exc:
             outcome.status = Message.Status.FAILED
