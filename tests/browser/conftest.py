@@ -7,6 +7,7 @@ simulator mounted on it, exactly as the README's first command runs it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,3 +124,26 @@ def sign_in(page, live_app: LiveApp, username: str = "alice") -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{live_app.url}/c/**")
+
+
+# -- what every browser test does on a page ---------------------------------------
+
+REPLY_TIMEOUT = 30_000  # ms
+
+
+def message_box(page):
+    return page.get_by_label("Message", exact=True)
+
+
+def last_reply(page):
+    return page.locator("article.message-assistant").last
+
+
+def start_chat(page, live_app: LiveApp, model: str, text: str) -> str:
+    """New chat with `model`, first message sent with Enter; returns the conversation URL."""
+    page.goto(f"{live_app.url}/c/new/")
+    page.get_by_label("Model").select_option(label=model)
+    message_box(page).fill(text)
+    message_box(page).press("Enter")
+    page.wait_for_url(re.compile(r".*/c/\d+/$"))
+    return page.url

@@ -13,7 +13,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in, start_chat
 
 SLOW = "Slow answer (simulated)"  # ~76 tokens at 8 a second: about 10 s
 LONG = "Long answer (simulated)"  # 600 tokens at 10 a second: a minute, never awaited
@@ -21,7 +21,6 @@ WORKING = "Gemini 2.5 Flash (simulated)"
 OUT_OF_QUOTA = "Out-of-quota key (simulated failure)"
 END_OF_ANSWER = "That is the end of the simulated answer."
 LIVE_TEXT_TIMEOUT = 2_000  # ms: "at once" after a reload or in a new tab
-REPLY_TIMEOUT = 30_000
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,26 +35,8 @@ def _models(live_app):
     )
 
 
-def _message_box(page: Page):
-    return page.get_by_label("Message", exact=True)
-
-
-def _reply(page: Page):
-    return page.locator("article.message-assistant").last
-
-
 def _reply_text(page: Page):
-    return _reply(page).locator("div.md[id$='-text']")
-
-
-def _start_chat(page: Page, live_app, model: str, text: str) -> str:
-    """New chat with `model`, first message sent with Enter; returns the conversation URL."""
-    page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label=model)
-    _message_box(page).fill(text)
-    _message_box(page).press("Enter")
-    page.wait_for_url(re.compile(r".*/c/\d+/$"))
-    return page.url
+    return last_reply(page).locator("div.md[id$='-text']")
 
 
 def _length(locator) -> int:
@@ -79,7 +60,7 @@ def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(pag
     page.get_by_label("Temperature").fill("0.4")
     page.get_by_label("Top P").fill("0.9")
     page.get_by_label("Max tokens").fill("2000")
-    box = _message_box(page)
+    box = message_box(page)
     box.fill("Tell me about relays")
     box.press("Shift+Enter")
     box.press_sequentially("in two lines")
@@ -104,12 +85,12 @@ def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(pag
 
     expect(text).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
     expect(stop).to_have_count(0)
-    reply = _reply(page)
+    reply = last_reply(page)
     expect(reply).to_have_attribute("data-status", "complete")
     expect(reply.locator("strong", has_text="Markdown")).to_be_visible()  # live markdown
     expect(reply.locator("pre.highlight code.language-python .k").first).to_have_text("def")
     expect(reply.get_by_role("button", name="Copy")).to_be_visible()
-    expect(_message_box(page)).to_be_focused()
+    expect(message_box(page)).to_be_focused()
 
     page.locator("summary", has_text="Settings").click()
     expect(page.get_by_label("Temperature")).to_have_value("0.4")
@@ -122,7 +103,7 @@ def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(pag
 def test_reloading_mid_stream_shows_the_text_so_far_at_once_and_keeps_streaming(page,
                                                                                 live_app):
     sign_in(page, live_app)
-    _start_chat(page, live_app, SLOW, "Reload while you write")
+    start_chat(page, live_app, SLOW, "Reload while you write")
     so_far = _wait_until_longer_than(page, _reply_text(page), 60)
 
     page.reload()
@@ -143,7 +124,7 @@ def test_reloading_mid_stream_shows_the_text_so_far_at_once_and_keeps_streaming(
 
 def test_a_second_tab_opened_mid_stream_sees_the_same_reply_continue(page, live_app):
     sign_in(page, live_app)
-    url = _start_chat(page, live_app, SLOW, "Two tabs please")
+    url = start_chat(page, live_app, SLOW, "Two tabs please")
     _wait_until_longer_than(page, _reply_text(page), 30)
 
     second = page.context.new_page()
@@ -160,18 +141,18 @@ def test_a_second_tab_opened_mid_stream_sees_the_same_reply_continue(page, live_
 
 def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):
     sign_in(page, live_app)
-    _start_chat(page, live_app, LONG, "Go on for a while")
+    start_chat(page, live_app, LONG, "Go on for a while")
     text = _reply_text(page)
     _wait_until_longer_than(page, text, 80)
-    _message_box(page).fill("Too soon")
-    _message_box(page).press("Enter")
+    message_box(page).fill("Too soon")
+    message_box(page).press("Enter")
     expect(page.locator("#composer-error")).to_have_text(
         re.compile("Wait for the current reply to finish"))
-    expect(_message_box(page)).to_have_value("Too soon")  # a refused message is not lost
+    expect(message_box(page)).to_have_value("Too soon")  # a refused message is not lost
 
     page.get_by_role("button", name="Stop").click()
 
-    reply = _reply(page)
+    reply = last_reply(page)
     expect(reply).to_have_attribute("data-status", "cancelled", timeout=5_000)
     expect(reply.locator(".badge", has_text="stopped")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
@@ -184,17 +165,17 @@ def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):
 
     page.reload()
 
-    expect(_reply(page)).to_have_attribute("data-status", "cancelled")
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
     assert _reply_text(page).inner_text() == kept
-    expect(_message_box(page)).to_be_enabled()
+    expect(message_box(page)).to_be_enabled()
 
 
 def test_a_relay_error_reads_in_plain_words_and_retry_works_after_switching_model(page,
                                                                                   live_app):
     sign_in(page, live_app)
-    _start_chat(page, live_app, OUT_OF_QUOTA, "Will this work?")
+    start_chat(page, live_app, OUT_OF_QUOTA, "Will this work?")
 
-    reply = _reply(page)
+    reply = last_reply(page)
     expect(reply).to_have_attribute("data-status", "failed", timeout=REPLY_TIMEOUT)
     expect(reply.get_by_role("alert")).to_contain_text("your key has run out of quota")
     expect(reply.locator(".badge", has_text="failed")).to_be_visible()
@@ -211,7 +192,7 @@ def test_a_relay_error_reads_in_plain_words_and_retry_works_after_switching_mode
 
     retry.click()
 
-    new_reply = _reply(page)
+    new_reply = last_reply(page)
     expect(page.locator("article.message-assistant")).to_have_count(2)
     expect(new_reply.locator("div.md[id$='-text']")).to_contain_text(
         END_OF_ANSWER, timeout=REPLY_TIMEOUT)
@@ -224,10 +205,10 @@ def test_a_relay_error_reads_in_plain_words_and_retry_works_after_switching_mode
 
 def test_the_conversation_waits_in_the_sidebar_exactly_as_it_was(page, live_app):
     sign_in(page, live_app)
-    first_url = _start_chat(page, live_app, WORKING, "Remember me tomorrow")
+    first_url = start_chat(page, live_app, WORKING, "Remember me tomorrow")
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
     answer = _reply_text(page).inner_text()
-    _start_chat(page, live_app, WORKING, "A newer conversation")
+    start_chat(page, live_app, WORKING, "A newer conversation")
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
 
     page.goto(f"{live_app.url}/c/new/")
@@ -243,7 +224,7 @@ def test_the_conversation_waits_in_the_sidebar_exactly_as_it_was(page, live_app)
     assert _reply_text(page).inner_text() == answer
 
     # Writing to it again moves it to the top of the sidebar.
-    _message_box(page).fill("Still there?")
+    message_box(page).fill("Still there?")
     page.get_by_role("button", name="Send").click()
     expect(items.first).to_contain_text("Remember me tomorrow")
     expect(page.locator("article.message-assistant")).to_have_count(2)
@@ -251,7 +232,7 @@ def test_the_conversation_waits_in_the_sidebar_exactly_as_it_was(page, live_app)
 
 def test_sign_out_and_another_user_cannot_open_the_conversation(page, live_app, browser):
     sign_in(page, live_app)
-    url = _start_chat(page, live_app, WORKING, "Alice's secret plans")
+    url = start_chat(page, live_app, WORKING, "Alice's secret plans")
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
 
     bob = browser.new_context().new_page()
@@ -274,7 +255,7 @@ def test_sign_out_and_another_user_cannot_open_the_conversation(page, live_app, 
 def test_the_chat_fits_a_phone_screen(page, live_app):
     page.set_viewport_size({"width": 390, "height": 800})
     sign_in(page, live_app)
-    _start_chat(page, live_app, WORKING, "Small screens too")
+    start_chat(page, live_app, WORKING, "Small screens too")
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
 
     no_sideways_scroll = page.evaluate(
@@ -296,8 +277,8 @@ def test_the_chat_fits_a_phone_screen(page, live_app):
 def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live_app):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_app.url)
     sign_in(page, live_app)
-    _start_chat(page, live_app, "Thinking model (simulated)", "Think first")
-    reply = _reply(page)
+    start_chat(page, live_app, "Thinking model (simulated)", "Think first")
+    reply = last_reply(page)
     reasoning = reply.locator("details.reasoning")
     expect(reasoning.locator(".md-block").first).to_be_attached(timeout=REPLY_TIMEOUT)
     reasoning.locator("summary").click()  # unfolded while the answer is still coming
@@ -307,7 +288,7 @@ def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live
 
     page.reload()
 
-    reply = _reply(page)
+    reply = last_reply(page)
     reasoning = reply.locator("details.reasoning")
     expect(reasoning).to_be_visible()
     expect(reasoning).not_to_have_attribute("open", "")
@@ -324,16 +305,16 @@ def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live
 
 def test_keyboard_slash_focuses_the_box_and_escape_stops_the_reply(page, live_app):
     sign_in(page, live_app)
-    _start_chat(page, live_app, LONG, "Keyboard only")
+    start_chat(page, live_app, LONG, "Keyboard only")
     _wait_until_longer_than(page, _reply_text(page), 40)
     page.locator("#conversation-title").click()  # focus away from the box
-    expect(_message_box(page)).not_to_be_focused()
+    expect(message_box(page)).not_to_be_focused()
 
     page.keyboard.press("/")
-    expect(_message_box(page)).to_be_focused()
-    expect(_message_box(page)).to_have_value("")
+    expect(message_box(page)).to_be_focused()
+    expect(message_box(page)).to_have_value("")
     page.keyboard.press("Escape")
 
-    expect(_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
-    expect(_message_box(page)).to_be_focused()
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
+    expect(message_box(page)).to_be_focused()
     expect(page.locator("#composer-hint")).to_contain_text("Shift")

@@ -9,12 +9,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in, start_chat
 
 PRICED = "Gemini 2.5 Flash (simulated)"
 UNPRICED = "Private model (no price)"
 NO_USAGE = "One-api style relay (no usage)"
-REPLY_TIMEOUT = 30_000
 MONEY = re.compile(r"\$\d[\d,]*\.\d+")
 
 
@@ -30,31 +29,19 @@ def _models(live_app):
     )
 
 
-def _box(page: Page):
-    return page.get_by_label("Message", exact=True)
-
-
-def _last_reply(page: Page):
-    return page.locator("article.message-assistant").last
-
-
 def _send(page: Page, text: str) -> None:
     count = page.locator("article.message-assistant").count()
-    _box(page).fill(text)
-    _box(page).press("Enter")
+    message_box(page).fill(text)
+    message_box(page).press("Enter")
     expect(page.locator("article.message-assistant")).to_have_count(count + 1)
-    expect(_last_reply(page)).to_have_attribute("data-status", "complete",
+    expect(last_reply(page)).to_have_attribute("data-status", "complete",
                                                 timeout=REPLY_TIMEOUT)
 
 
 def _start(page: Page, live_app, model: str, text: str) -> None:
-    page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label=model)
-    _box(page).fill(text)
-    _box(page).press("Enter")
-    page.wait_for_url(re.compile(r".*/c/\d+/$"))
-    expect(_last_reply(page)).to_have_attribute("data-status", "complete",
-                                                timeout=REPLY_TIMEOUT)
+    start_chat(page, live_app, model, text)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete",
+                                               timeout=REPLY_TIMEOUT)
 
 
 def _conversation_total(live_app, page: Page) -> str:
@@ -72,7 +59,7 @@ def test_cost_under_each_reply_the_total_and_the_costs_page_with_its_chart_and_c
     sign_in(page, live_app)
     _start(page, live_app, PRICED, "How much does this cost?")
 
-    usage = _last_reply(page).locator("p.usage")
+    usage = last_reply(page).locator("p.usage")
     expect(usage).to_contain_text(re.compile(r"\d+ prompt"))
     expect(usage).to_contain_text(re.compile(r"\d+ completion"))
     expect(usage.locator(".usage-cost")).to_have_text(MONEY)
@@ -80,7 +67,7 @@ def test_cost_under_each_reply_the_total_and_the_costs_page_with_its_chart_and_c
     first_cost = usage.locator(".usage-cost").inner_text()
 
     _send(page, "And a second question, a little longer than the first one.")
-    second = _last_reply(page).locator("p.usage .usage-cost")
+    second = last_reply(page).locator("p.usage .usage-cost")
     expect(second).to_have_text(MONEY)
 
     # The header total follows the replies without a reload, and matches the database.
@@ -120,14 +107,14 @@ def test_an_unpriced_model_says_price_unknown_and_a_silent_relay_is_estimated(
 ):
     sign_in(page, live_app)
     _start(page, live_app, UNPRICED, "What do you cost?")
-    usage = _last_reply(page).locator("p.usage")
+    usage = last_reply(page).locator("p.usage")
     expect(usage.locator(".usage-cost.unknown")).to_have_text("price unknown")
     usage.get_by_role("link", name="set a price").click()
     expect(page).to_have_url(re.compile(r".*/admin/conversations/chatmodel/\d+/change/$"))
     expect(page.get_by_text("No list price for 'private-model-x'")).to_be_visible()
 
     _start(page, live_app, NO_USAGE, "The relay will not count this for you.")
-    usage = _last_reply(page).locator("p.usage")
+    usage = last_reply(page).locator("p.usage")
     expect(usage.locator(".badge.estimated")).to_have_text("estimated")
     expect(usage.locator(".usage-cost")).to_have_text(MONEY)
 
@@ -146,10 +133,10 @@ def test_a_spent_budget_is_told_plainly_and_nothing_is_sent(page: Page, live_app
     expect(page.locator(".budget-banner.exceeded")).to_contain_text("is used up")
     replies = page.locator("article.message-assistant").count()
 
-    _box(page).fill("Another one?")
-    _box(page).press("Enter")
+    message_box(page).fill("Another one?")
+    message_box(page).press("Enter")
 
     expect(page.locator("#composer-error")).to_contain_text(
         "New messages are refused until an administrator raises your budget.")
     expect(page.locator("article.message-assistant")).to_have_count(replies)
-    expect(_box(page)).to_have_value("Another one?")
+    expect(message_box(page)).to_have_value("Another one?")

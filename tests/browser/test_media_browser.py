@@ -14,12 +14,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in
 from tests.fixtures import media
 
 MODEL = "Gemini, every medium as image_url (simulated)"
 END_OF_ANSWER = "That is the end of the simulated answer."
-REPLY_TIMEOUT = 30_000
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,11 +92,11 @@ def test_a_person_attaches_four_kinds_previews_them_sends_and_finds_them_after_a
                           " f => f.name)")
     assert names == ["photo.png", "memo.wav", "clip.mp4", "paper.pdf"]
 
-    page.get_by_label("Message", exact=True).fill("What is in these?")
+    message_box(page).fill("What is in these?")
     page.get_by_role("button", name="Send").click()
     page.wait_for_url(re.compile(r".*/c/\d+/$"))
 
-    reply = page.locator("article.message-assistant").last
+    reply = last_reply(page)
     text = reply.locator("div.md[id$='-text']")
     expect(text).to_contain_text("I received 4 attachment(s)", timeout=REPLY_TIMEOUT)
     expect(text).to_contain_text("image/png", timeout=REPLY_TIMEOUT)
@@ -132,9 +131,9 @@ def test_a_person_attaches_four_kinds_previews_them_sends_and_finds_them_after_a
     assert got.body() == files["paper.pdf"].read_bytes()
 
     # A follow-up question sends the files again with the conversation.
-    page.get_by_label("Message", exact=True).fill("And the second page?")
-    page.get_by_label("Message", exact=True).press("Enter")
-    follow_up = page.locator("article.message-assistant").last
+    message_box(page).fill("And the second page?")
+    message_box(page).press("Enter")
+    follow_up = last_reply(page)
     expect(follow_up.locator("div.md[id$='-text']")).to_contain_text(
         "You said: And the second page?", timeout=REPLY_TIMEOUT)
     expect(follow_up).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
@@ -148,7 +147,7 @@ def test_a_refused_file_is_named_nothing_is_sent_and_nothing_is_lost(page: Page,
     fake.write_bytes(b"MZ\x90\x00" + b"\x00" * 512)  # a Windows program in a photo's name
     page.set_input_files("#id_files", [str(files["photo.png"]), str(fake)])
     expect(_previews(page)).to_have_count(2)
-    box = page.get_by_label("Message", exact=True)
+    box = message_box(page)
     box.fill("Where was this?")
     page.get_by_role("button", name="Send").click()
 
