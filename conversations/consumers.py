@@ -67,20 +67,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # -- channel-layer events, one handler per type --------------------------
 
-    # Handlers of events that carry their HTML and touch no database.
-    _FORWARDED = {
-        "reply.frame": "reply_frame",
-        "reply.finished": "reply_finished",
-        "messages.created": "messages_created",
-    }
+    # Events this socket forwards: they carry their HTML (a frame, its blocks)
+    # and touch no database.
+    _FORWARDED = frozenset({"reply.frame", "reply.finished", "messages.created"})
 
     async def dispatch(self, message) -> None:
-        handler = self._FORWARDED.get(message.get("type"))
-        if handler:
+        if message.get("type") in self._FORWARDED:
             # Channels' dispatch would first hop to the single sync thread
             # (aclose_old_connections), queueing every frame behind whatever
             # views and saves are running there.
-            await getattr(self, handler)(message)
+            await self._forward(message)
             return
         await super().dispatch(message)
 
@@ -94,26 +90,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not self._live:
             self._early.append(message)
             return
-        await getattr(self, self._FORWARDED[message["type"]])(message)
+        await self._forward(message)
 
     async def _go_live(self) -> None:
         while self._early:
-            message = self._early.pop(0)
-            await getattr(self, self._FORWARDED[message["type"]])(message)
+            await self._forward(self._early.pop(0))
         self._live = True  # no await since the queue was seen empty
 
-    async def reply_frame(self, event: ReplyFrame) -> None:
-        html = frame_html(event)
+    async def _forward(self, event: ReplyFrame | ReplyFinished | MessagesCreated) -> None:
+        html = frame_html(event) if event["type"] == "reply.frame" else event["html"]
         if html:
             await self.send(text_data=html)
-
-    async def reply_finished(self, event: ReplyFinished) -> None:
-        if event["html"]:
-            await self.send(text_data=event["html"])
-
-    async def messages_created(self, event: MessagesCreated) -> None:
-        if event["html"]:
-            await self.send(text_data=event["html"])
 
     # -- database -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from . import services
 from .events import Block, ReplyFrame, control_group, conversation_group, publish
-from .fragments import render_message, render_stored_messages, upsert
+from .fragments import messages_upsert, render_message, render_stored_messages, upsert
 from .models import Message
 from .relay import RelayClient, RelayError, shared_http_client
 from .rendering import BlockStream, render_block
@@ -325,12 +325,12 @@ class Generation:
 
     async def _announce_finished_if_known(self) -> None:
         def load() -> tuple[int | None, str]:
-            conversation_id = (
-                Message.objects.filter(pk=self.message_id)
-                .values_list("conversation_id", flat=True)
-                .first()
+            message = (
+                Message.objects.select_related("model", "usage").filter(pk=self.message_id).first()
             )
-            return conversation_id, render_stored_messages([self.message_id])
+            if message is None:
+                return None, ""
+            return message.conversation_id, str(messages_upsert([message]))
 
         conversation_id, html = await database_sync_to_async(load)()
         if conversation_id is not None:

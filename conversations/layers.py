@@ -81,7 +81,7 @@ class SingleProcessChannelLayer(InMemoryChannelLayer):
             except Exception:
                 # One broken socket must not fail the sender (a reply's generation).
                 logger.info("delivering %s to %s failed", message.get("type"), channel,
-                               exc_info=True)
+                            exc_info=True)
             return
         try:
             self._queue(channel).put_nowait((time.time() + self.expiry, deepcopy(message)))

@@ -238,6 +238,12 @@ def _sentence(lead: str, relay_message: str, *, empty: bool = False) -> str:
     return text + "."
 
 
+def _web_page(html: str) -> tuple[str, str]:
+    """How to name an HTML answer in a message, and its title."""
+    title = _html_title(html)
+    return (f"a web page (“{title}”)" if title else "a web page"), title
+
+
 def explain_error(
     status: int | None, body: bytes | str | dict | None, *, content_type: str = ""
 ) -> RelayError:
@@ -246,8 +252,7 @@ def explain_error(
     code, relay_message = _read_error_object(payload)
     if isinstance(payload, str) and payload:
         if _looks_html(payload, content_type):
-            title = _html_title(payload)
-            page = f"a web page (“{title}”)" if title else "a web page"
+            page, title = _web_page(payload)
             return RelayError(
                 f"The relay answered HTTP {status} with {page} instead of JSON; a proxy or "
                 "gateway in front of it is probably failing.",
@@ -279,8 +284,7 @@ def unexpected_answer(status: int, body: bytes, content_type: str) -> RelayError
     """A 200 that is neither a stream nor JSON: usually a base URL that misses the API."""
     text = body.decode("utf-8", errors="replace")
     if _looks_html(text, content_type):
-        title = _html_title(text)
-        page = f"a web page (“{title}”)" if title else "a web page"
+        page, title = _web_page(text)
         return RelayError(
             f"The relay answered with {page} instead of a reply; check that the base URL "
             "points at the relay's API.",
@@ -580,10 +584,7 @@ class RelayClient:
             raise self._transport_error(exc, answered=False) from exc
         content_type = response.headers.get("content-type", "").lower()
         if not response.is_success:
-            error = explain_error(response.status_code, response.content[:ERROR_BODY_LIMIT],
-                                  content_type=content_type)
-            error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            raise error
+            raise _response_error(response, response.content)
         if "json" not in content_type and not response.content.lstrip().startswith(
             (b"{", b"[")
         ):
@@ -638,11 +639,13 @@ async def _error_from_response(response: httpx.Response) -> RelayError:
         size += len(chunk)
         if size >= ERROR_BODY_LIMIT:
             break
-    error = explain_error(
-        response.status_code,
-        b"".join(chunks)[:ERROR_BODY_LIMIT],
-        content_type=response.headers.get("content-type", ""),
-    )
+    return _response_error(response, b"".join(chunks))
+
+
+def _response_error(response: httpx.Response, body: bytes) -> RelayError:
+    """A relay's error answer explained, with how long it asks us to wait."""
+    error = explain_error(response.status_code, body[:ERROR_BODY_LIMIT],
+                          content_type=response.headers.get("content-type", "").lower())
     error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
     return error
 

@@ -199,7 +199,9 @@ def post_message(
             conversation.title = _title_from(text, files)
             fields.append("title")
         conversation.save(update_fields=fields)
-        transaction.on_commit(lambda: _start(reply.pk, shown=[user_message.pk, reply.pk]))
+        transaction.on_commit(lambda: _start(
+            reply.pk, conversation_id=conversation.pk, shown=[user_message.pk, reply.pk]
+        ))
     return user_message, reply
 
 
@@ -221,7 +223,9 @@ def retry_reply(*, message: Message) -> Message:
         )
         conversation.updated_at = now
         conversation.save(update_fields=["updated_at"])
-        transaction.on_commit(lambda: _start(reply.pk, shown=[reply.pk]))
+        transaction.on_commit(
+            lambda: _start(reply.pk, conversation_id=conversation.pk, shown=[reply.pk])
+        )
     return reply
 
 
@@ -254,7 +258,7 @@ def _title_from(text: str, files: list) -> str:
     return line[: TITLE_LENGTH - 1] + "…" if len(line) > TITLE_LENGTH else line
 
 
-def _start(message_id: int, *, shown: list[int]) -> None:
+def _start(message_id: int, *, conversation_id: int, shown: list[int]) -> None:
     """After commit: show every page watching the new messages, then generate."""
     from asgiref.sync import async_to_sync
 
@@ -262,9 +266,6 @@ def _start(message_id: int, *, shown: list[int]) -> None:
     from .fragments import render_stored_messages
     from .generation import start_generation
 
-    conversation_id = Message.objects.values_list("conversation_id", flat=True).get(
-        pk=message_id
-    )
     # Other tabs need the new messages before the reply's frames arrive.
     async_to_sync(publish)(
         conversation_group(conversation_id),

@@ -50,6 +50,16 @@ def _record(model, raw=SEED_001_USAGE, **kwargs) -> Usage:
     return services.record_usage(message=message, raw=raw)
 
 
+def _admin_action(model_name: str, action: str, pk: int):
+    """A superuser runs an admin action on one row of a changelist."""
+    client = Client()
+    client.force_login(make_user("admin", is_staff=True, is_superuser=True))
+    return client.post(
+        reverse(f"admin:conversations_{model_name}_changelist"),
+        {"action": action, "_selected_action": [pk]}, follow=True,
+    )
+
+
 def test_seed_001_usage_at_list_price_costs_what_genai_prices_says():
     model = make_model(make_relay("http://127.0.0.1:9"), "gemini-3.1-flash-lite-preview")
 
@@ -196,14 +206,7 @@ def test_the_admin_recompute_action_reprices_the_selected_replies():
     usage = _record(model, raw={"prompt_tokens": 1_000_000, "completion_tokens": 0})
     model.price_input = Decimal(2)
     model.save()
-    staff = make_user("admin", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-
-    response = client.post(
-        reverse("admin:conversations_usage_changelist"),
-        {"action": "recompute_selected_costs", "_selected_action": [usage.pk]}, follow=True,
-    )
+    response = _admin_action("usage", "recompute_selected_costs", usage.pk)
 
     assert "Recomputed 1 replies" in response.content.decode()
     usage.refresh_from_db()
@@ -340,14 +343,7 @@ def test_importing_ratios_from_the_relays_api_pricing_switches_it_to_new_api(sim
     flash = make_model(relay, "gemini-2.5-flash@reasoning")
     lite = make_model(relay, "gemini-2.5-flash-lite")
     unpriced = make_model(relay, "not-on-the-relay")
-    staff = make_user("root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-
-    response = client.post(
-        reverse("admin:conversations_relay_changelist"),
-        {"action": "import_pricing_ratios", "_selected_action": [relay.pk]}, follow=True,
-    )
+    response = _admin_action("relay", "import_pricing_ratios", relay.pk)
 
     assert "ratios imported for 2 models" in response.content.decode()
     flash.refresh_from_db()
@@ -368,13 +364,7 @@ def test_importing_ratios_from_the_relays_api_pricing_switches_it_to_new_api(sim
 
 def test_an_unreachable_relay_explains_why_ratios_were_not_imported():
     relay = make_relay("http://127.0.0.1:9")
-    staff = make_user("root", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(staff)
-    response = client.post(
-        reverse("admin:conversations_relay_changelist"),
-        {"action": "import_pricing_ratios", "_selected_action": [relay.pk]}, follow=True,
-    )
+    response = _admin_action("relay", "import_pricing_ratios", relay.pk)
     html = response.content.decode()
     assert re.search(rf'<li class="error">{relay.name}: Could not [^<]*127\.0\.0\.1:9', html, re.I)
     relay.refresh_from_db()
