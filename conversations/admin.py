@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from . import services
+from .concurrency import outside_limit
 from .models import Attachment, Budget, ChatModel, Conversation, Message, Relay, Usage
 from .relay import RelayClient, RelayError
 
@@ -53,7 +54,8 @@ class RelayAdmin(admin.ModelAdmin):
     def import_models(self, request, queryset) -> None:
         for relay in queryset:
             try:
-                model_ids = async_to_sync(_list_models)(relay)
+                with outside_limit():  # the relay may take seconds to answer
+                    model_ids = async_to_sync(_list_models)(relay)
             except RelayError as exc:
                 self.message_user(request, f"{relay.name}: {exc.message}", messages.ERROR)
                 continue

@@ -34,6 +34,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from . import mediainfo
+from .concurrency import outside_limit
 from .mediainfo import KIND_OF_MIME, Details
 from .models import Attachment, ChatModel, Message, Relay
 from .parts import RELAY_MIME, kind_refusal
@@ -294,8 +295,9 @@ def _ffmpeg(source: str, out: str, checked: CheckedUpload) -> None:
     command = [mediainfo.FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", source,
                "-map_metadata", "-1", *codec, out]
     try:
-        result = subprocess.run(command, capture_output=True, timeout=CONVERT_TIMEOUT,
-                                check=False)
+        with outside_limit():
+            result = subprocess.run(command, capture_output=True, timeout=CONVERT_TIMEOUT,
+                                    check=False)
     except subprocess.TimeoutExpired as exc:
         raise FileProblem("converting it for the relay took too long") from exc
     except OSError as exc:

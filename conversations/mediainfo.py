@@ -20,6 +20,8 @@ from typing import BinaryIO
 
 import puremagic
 
+from .concurrency import outside_limit
+
 HEAD_BYTES = 4096
 
 # Found once; tests set these to None to behave like a machine without ffmpeg.
@@ -340,11 +342,12 @@ def ffprobe(path: str) -> Details | None:
     if not FFPROBE:
         return None
     try:
-        result = subprocess.run(
-            [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-             path],
-            capture_output=True, timeout=PROBE_TIMEOUT, check=False,
-        )
+        with outside_limit():
+            result = subprocess.run(
+                [FFPROBE, "-v", "error", "-print_format", "json", "-show_format",
+                 "-show_streams", path],
+                capture_output=True, timeout=PROBE_TIMEOUT, check=False,
+            )
     except subprocess.TimeoutExpired:
         return Details("", problem="the file took too long to inspect")
     except OSError:

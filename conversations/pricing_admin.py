@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from . import admin as base_admin
 from . import services
+from .concurrency import outside_limit
 from .models import Budget, ChatModel, Relay, Usage
 from .pricing import (
     SOURCE_LABELS,
@@ -72,7 +73,8 @@ class PricedRelayAdmin(PriceHelpMixin, base_admin.RelayAdmin):
     def import_pricing_ratios(self, request, queryset: QuerySet[Relay]) -> None:
         for relay in queryset:
             try:
-                payload = async_to_sync(_fetch_pricing)(relay)
+                with outside_limit():  # the relay may take seconds to answer
+                    payload = async_to_sync(_fetch_pricing)(relay)
                 result = import_new_api_ratios(relay=relay, payload=payload)
             except RelayError as exc:
                 self.message_user(request, f"{relay.name}: {exc.message}", messages.ERROR)

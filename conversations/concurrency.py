@@ -1,0 +1,67 @@
+"""How many requests run Django's synchronous code at once.
+
+Under ASGI, Django runs each request's views and middleware in a thread of
+its own, while one event loop streams every reply to every socket. All of
+them share one GIL. When a dozen request threads want it at once, the loop
+waits behind each of them in turn (up to 5 ms a hand-over), and every
+reply's frames are late: at 100 concurrent conversations that was the
+largest delay `bench/streaming.py` measured (tens of milliseconds added to
+the first chunk, over 100 ms at p99).
+
+`SyncWorkLimit` lets `SYNC_REQUEST_LIMIT` requests (default 1) run their
+synchronous part at a time; the others wait on a lock, which holds no GIL.
+The work done is the same and in the same order, and the loop keeps its
+share of the CPU. Request bodies are read, and responses (files included)
+sent, by the loop, outside the limit.
+
+A request that waits on something slow that is not Python work (ffmpeg, a
+relay's HTTP answer) steps out of the limit meanwhile with `outside_limit()`,
+so one user's video conversion does not hold up everyone's pages.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+
+_held = threading.local()  # .slots: the semaphore this thread's request holds
+
+
+class SyncWorkLimit:
+    """Middleware, first in the list: the whole synchronous chain runs inside."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.slots = threading.BoundedSemaphore(max(1, settings.SYNC_REQUEST_LIMIT))
+
+    def __call__(self, request):
+        if getattr(_held, "slots", None) is not None:
+            # Already inside a request in this thread (a view calling another
+            # through the test client): waiting for a slot would wait for itself.
+            return self.get_response(request)
+        with self.slots:
+            _held.slots = self.slots
+            try:
+                return self.get_response(request)
+            finally:
+                _held.slots = None
+
+
+@contextmanager
+def outside_limit() -> Iterator[None]:
+    """Give this request's slot to another while blocking on a subprocess or
+    the network; take it back after. Outside a limited request, does nothing."""
+    slots = getattr(_held, "slots", None)
+    if slots is None:
+        yield
+        return
+    _held.slots = None
+    slots.release()
+    try:
+        yield
+    finally:
+        slots.acquire()
+        _held.slots = slots

@@ -1,0 +1,82 @@
+"""The limit on requests running synchronous code at once (conversations/concurrency.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.test import override_settings
+
+from conversations.concurrency import SyncWorkLimit, outside_limit
+
+
+def _run_two(view, limit: int) -> list[tuple[str, str]]:
+    """Two requests at once through one middleware; the order of their steps."""
+    steps: list[tuple[str, str]] = []
+    with override_settings(SYNC_REQUEST_LIMIT=limit):
+        middleware = SyncWorkLimit(lambda request: view(request, steps))
+    threads = [threading.Thread(target=middleware, args=(name,)) for name in ("a", "b")]
+    threads[0].start()
+    time.sleep(0.05)  # a takes its slot first
+    threads[1].start()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive(), "a request never finished: the limit deadlocked"
+    return steps
+
+
+def _slow(request, steps):
+    steps.append((request, "start"))
+    time.sleep(0.2)
+    steps.append((request, "end"))
+    return HttpResponse()
+
+
+def test_with_one_slot_the_second_request_waits_for_the_first():
+    assert _run_two(_slow, limit=1) == [("a", "start"), ("a", "end"), ("b", "start"),
+                                        ("b", "end")]
+
+
+def test_with_two_slots_both_requests_run_at_once():
+    steps = _run_two(_slow, limit=2)
+    assert steps[:2] == [("a", "start"), ("b", "start")]
+
+
+def test_a_request_waiting_outside_the_limit_lets_the_next_one_run():
+    def converting(request, steps):
+        steps.append((request, "start"))
+        if request == "a":
+            with outside_limit():  # e.g. ffmpeg converting an upload
+                time.sleep(0.3)
+        steps.append((request, "end"))
+        return HttpResponse()
+
+    steps = _run_two(converting, limit=1)
+    assert steps == [("a", "start"), ("b", "start"), ("b", "end"), ("a", "end")]
+
+
+def test_outside_a_limited_request_outside_limit_does_nothing():
+    with outside_limit():
+        pass  # no slot held, none released
+
+
+def test_a_request_inside_a_request_does_not_wait_for_itself():
+    def view(request):
+        return middleware("inner") if request == "outer" else HttpResponse(request)
+
+    with override_settings(SYNC_REQUEST_LIMIT=1):
+        middleware = SyncWorkLimit(view)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(middleware("outer")))
+    thread.start()
+    thread.join(2)
+    assert not thread.is_alive(), "the inner request waited for the outer one's slot"
+    assert result[0].content == b"inner"
+
+
+def test_the_limit_is_first_in_the_middleware_and_one_by_default():
+    assert settings.MIDDLEWARE[0] == "conversations.concurrency.SyncWorkLimit"
+    assert settings.SYNC_REQUEST_LIMIT == 1
+
