@@ -183,6 +183,7 @@ class Generation:
         self._done = False
         self._resync_channels: list[str] = []
         self.streaming = False  # begun at the relay: its text is worth checkpointing
+        self.job: services.ReplyJob | None = None  # what begin_reply read, once begun
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -223,6 +224,7 @@ class Generation:
             _running.pop(self.message_id, None)
 
     async def _generate(self, job: services.ReplyJob) -> None:
+        self.job = job
         group = conversation_group(job.conversation_id)
         listener = asyncio.create_task(self._listen_for_control(job.conversation_id))
         flusher = asyncio.create_task(self._flush_frames(group))
@@ -313,7 +315,9 @@ class Generation:
         reasoning_html = [html for _, html in self.reasoning.snapshot()]
 
         def save() -> str:
-            message = services.finish_reply(message_id=self.message_id, outcome=outcome)
+            message = services.finish_reply(
+                message_id=self.message_id, outcome=outcome, job=self.job
+            )
             if message is None:
                 return ""
             if (message.text, message.reasoning) != (outcome.text, outcome.reasoning):
