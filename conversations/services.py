@@ -200,7 +200,7 @@ def post_message(
             fields.append("title")
         conversation.save(update_fields=fields)
         transaction.on_commit(lambda: _start(
-            reply.pk, conversation_id=conversation.pk, shown=[user_message.pk, reply.pk]
+            reply.pk, conversation_id=conversation.pk, shown=[user_message, reply]
         ))
     return user_message, reply
 
@@ -224,7 +224,7 @@ def retry_reply(*, message: Message) -> Message:
         conversation.updated_at = now
         conversation.save(update_fields=["updated_at"])
         transaction.on_commit(
-            lambda: _start(reply.pk, conversation_id=conversation.pk, shown=[reply.pk])
+            lambda: _start(reply.pk, conversation_id=conversation.pk, shown=[reply])
         )
     return reply
 
@@ -258,18 +258,22 @@ def _title_from(text: str, files: list) -> str:
     return line[: TITLE_LENGTH - 1] + "…" if len(line) > TITLE_LENGTH else line
 
 
-def _start(message_id: int, *, conversation_id: int, shown: list[int]) -> None:
-    """After commit: show every page watching the new messages, then generate."""
+def _start(message_id: int, *, conversation_id: int, shown: list[Message]) -> None:
+    """After commit: show every page watching the new messages, then generate.
+
+    `shown`: the messages just created, as committed (rendered as they are,
+    not read back).
+    """
     from asgiref.sync import async_to_sync
 
     from .events import conversation_group, publish
-    from .fragments import render_stored_messages
+    from .fragments import messages_upsert
     from .generation import start_generation
 
     # Other tabs need the new messages before the reply's frames arrive.
     async_to_sync(publish)(
         conversation_group(conversation_id),
-        {"type": "messages.created", "html": render_stored_messages(shown)},
+        {"type": "messages.created", "html": str(messages_upsert(shown))},
     )
     start_generation(message_id)
 
