@@ -65,6 +65,7 @@ PASSWORD = "bench-password-123"
 class Lags:
     first: list[float] = field(default_factory=list)
     later: list[float] = field(default_factory=list)
+    posts: list[float] = field(default_factory=list)  # seconds for a post's response
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -221,6 +222,7 @@ async def app_stream(client: httpx.AsyncClient, port: int, conversation_id: int,
                 headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true"},
             )
             assert response.status_code == 200, response.text[:300]
+            lags.posts.append(time.monotonic() - posted_at)
             reply_id.set_result(REPLY_ID.findall(response.text)[-1])
             await reader
             received[text] = stamps
@@ -314,6 +316,8 @@ def report(title: str, app: Lags, bare: Lags, checked: int) -> dict:
     print(f"               bare httpx{ms(statistics.median(bare.later))}  "
           f"{ms(percentile(bare.later, 99))}")
     print(f"               added     {ms(figures['later_median'])}  {ms(figures['later_p99'])}")
+    print(f"  posting a message (its HTTP response) {ms(statistics.median(app.posts))}  "
+          f"{ms(percentile(app.posts, 99))}")
     return figures
 
 

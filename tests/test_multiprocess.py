@@ -43,6 +43,7 @@ class Server:
     def __init__(self, env: dict, log: Path) -> None:
         self.port = free_port()
         self.log = log
+        self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.port), "--no-migrate",
              "--log-level", "warning"],
@@ -161,9 +162,17 @@ def test_a_reply_generated_by_one_process_streams_to_a_page_on_the_other(two_ser
 
 def test_stop_pressed_on_one_process_stops_the_generation_on_the_other(two_servers):
     a, b = two_servers
+    # 600 tokens at 20/s: still streaming when Stop lands, however loaded the machine.
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from conversations.models import ChatModel, Relay; ChatModel.objects.create("
+         "relay=Relay.objects.get(is_simulated=True), display_name='Long answer', "
+         "model_id='gemini-2.5-flash@tokens=600')"],
+        cwd=ROOT, env=a.env, check=True,
+    )
     on_a, on_b = _sign_in(a.url), _sign_in(b.url)
     response = _post(on_a, "/c/new/", {
-        "model": _model_id(on_a, "Gemini 2.5 Flash (simulated)"), "text": "a long one",
+        "model": _model_id(on_a, "Long answer"), "text": "a long one",
     })
     conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
     page = on_a.get(f"/c/{conversation_id}/").text
