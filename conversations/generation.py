@@ -49,24 +49,30 @@ def running_generations() -> dict[int, Generation]:
     return _running
 
 
-def start_generation(message_id: int) -> None:
-    """Start generating a reply; safe to call from any thread (e.g. on_commit)."""
+def start_generation(message_id: int, *, announce: tuple[str, dict] | None = None) -> None:
+    """Start generating a reply; safe to call from any thread (e.g. on_commit).
+
+    `announce`: (group, event) the generation publishes before anything else,
+    e.g. the new messages for the conversation's other pages, so that they
+    have the reply's container before its first frame. Sent from the task,
+    not the caller's thread: a request does not wait for the loop's turn.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is not None:
-        _spawn(message_id)
+        _spawn(message_id, announce)
         return
     if _loop is None or not _loop.is_running():
         raise RuntimeError("No server event loop is bound; cannot start a generation.")
-    _loop.call_soon_threadsafe(_spawn, message_id, context=contextvars.Context())
+    _loop.call_soon_threadsafe(_spawn, message_id, announce, context=contextvars.Context())
 
 
-def _spawn(message_id: int) -> None:
+def _spawn(message_id: int, announce: tuple[str, dict] | None = None) -> None:
     if message_id in _running:
         return
-    generation = Generation(message_id)
+    generation = Generation(message_id, announce)
     _running[message_id] = generation
     # A fresh context: the generation must not inherit the posting request's
     # (its thread-sensitive executor dies with the request).
@@ -169,8 +175,9 @@ class _Text:
 
 
 class Generation:
-    def __init__(self, message_id: int) -> None:
+    def __init__(self, message_id: int, announce: tuple[str, dict] | None = None) -> None:
         self.message_id = message_id
+        self.announce = announce
         self.task: asyncio.Task | None = None
         self.text = _Text()
         self.reasoning = _Text()
@@ -201,6 +208,11 @@ class Generation:
     # -- the task -----------------------------------------------------------
 
     async def run(self) -> None:
+        if self.announce is not None:
+            try:
+                await publish(*self.announce)
+            except Exception:  # pages that miss it catch up on their next connect
+                logger.exception("announcing reply %s failed", self.message_id)
         try:
             job = await database_sync_to_async(services.begin_reply)(self.message_id)
             if job is None:

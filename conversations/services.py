@@ -264,18 +264,16 @@ def _start(message_id: int, *, conversation_id: int, shown: list[Message]) -> No
     `shown`: the messages just created, as committed (rendered as they are,
     not read back).
     """
-    from asgiref.sync import async_to_sync
-
-    from .events import conversation_group, publish
+    from .events import conversation_group
     from .fragments import messages_upsert
     from .generation import start_generation
 
-    # Other tabs need the new messages before the reply's frames arrive.
-    async_to_sync(publish)(
+    # Other tabs need the new messages before the reply's frames arrive: the
+    # generation announces them first thing.
+    start_generation(message_id, announce=(
         conversation_group(conversation_id),
         {"type": "messages.created", "html": str(messages_upsert(shown))},
-    )
-    start_generation(message_id)
+    ))
 
 
 # -- the generation's side ---------------------------------------------------

@@ -90,7 +90,8 @@ def as_bob(bob) -> Client:
 def _no_generation(monkeypatch):
     """Record generations instead of running them: there is no server loop here."""
     started: list[int] = []
-    monkeypatch.setattr(generation, "start_generation", started.append)
+    monkeypatch.setattr(generation, "start_generation",
+                        lambda message_id, **_: started.append(message_id))
     return started
 
 
