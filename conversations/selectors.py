@@ -11,10 +11,13 @@ from django.utils import timezone
 from .models import Conversation, Message
 
 
-def get_conversation_for_user(*, user, pk: int) -> Conversation:
-    conversation = (
-        Conversation.objects.for_user(user).select_related("model__relay").filter(pk=pk).first()
-    )
+def get_conversation_for_user(*, user, pk: int, with_model: bool = True) -> Conversation:
+    """`with_model=False`: the conversation's row alone; its model is read if used
+    (a post of text reads the model, not its relay: a join less to build)."""
+    query = Conversation.objects.for_user(user).filter(pk=pk)
+    if with_model:
+        query = query.select_related("model__relay")
+    conversation = query.first()
     if conversation is None:
         raise Http404("No such conversation")
     return conversation

@@ -145,7 +145,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def message_create(request: HttpRequest, pk: int) -> HttpResponse:
-    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    conversation = get_conversation_for_user(user=request.user, pk=pk, with_model=False)
     form = MessageForm(request.POST)
     if not form.is_valid():
         return _composer_error(_form_errors(form))
