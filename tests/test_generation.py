@@ -375,3 +375,31 @@ def test_a_second_message_waits_for_the_reply_in_flight(simulator):
     _post(conversation)
     with pytest.raises(services.ServiceError, match="Wait for the current reply"):
         _post(conversation, "again")
+
+
+async def test_the_announcement_goes_out_before_the_first_frame_and_its_failure_costs_no_reply(
+    simulator, monkeypatch
+):
+    conversation = await database_sync_to_async(_setup)(simulator)
+    _, reply = await database_sync_to_async(_post)(conversation)
+    group = conversation_group(conversation.pk)
+    announced = {"type": "messages.created", "html": "<p>the new messages</p>"}
+    async with GroupListener(conversation.pk) as listener:
+        generation._spawn(reply.pk, (group, announced))
+        await asyncio.wait_for(generation.running_generations()[reply.pk].task, timeout=30)
+    assert listener.events[0] == announced
+    assert listener.events[1]["type"] == "reply.frame"
+
+    # A channel layer that fails the announcement: the reply is written all the same.
+    _, second = await database_sync_to_async(_post)(conversation, "And again")
+    real_publish = generation.publish
+
+    async def failing_first(group_name, event):
+        if event["type"] == "messages.created":
+            raise ConnectionError("the channel layer is down")
+        await real_publish(group_name, event)
+
+    monkeypatch.setattr(generation, "publish", failing_first)
+    generation._spawn(second.pk, (group, announced))
+    await asyncio.wait_for(generation.running_generations()[second.pk].task, timeout=30)
+    assert (await _load(second.pk)).status == Message.Status.COMPLETE
