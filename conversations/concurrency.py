@@ -12,7 +12,7 @@ the first chunk, over 100 ms at p99).
 synchronous part at a time; the others wait on a lock, which holds no GIL.
 The work done is the same and in the same order, and the loop keeps its
 share of the CPU. Request bodies are read, and responses (files included)
-sent, by the loop, outside the limit.
+sent, outside the limit: it covers the middleware and the view.
 
 A request that waits on something slow that is not Python work (ffmpeg, a
 relay's HTTP answer) steps out of the limit meanwhile with `outside_limit()`,
