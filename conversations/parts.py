@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Prefetch
 
 from .models import Attachment, ChatModel, Conversation, Dialect, Message, Relay, Usage
 from .request_body import InlineData
@@ -139,7 +140,11 @@ def _history(conversation: Conversation, reply: Message) -> list[Message]:
     return list(
         conversation.messages.filter(created_at__lt=reply.created_at)
         .exclude(pk=reply.pk)
-        .prefetch_related("attachments")
+        # A plain list on each message, not the related manager's cache: that
+        # cache is a queryset pointing back at its message, a reference cycle
+        # per message that only the garbage collector frees (a pause felt by
+        # every stream).
+        .prefetch_related(Prefetch("attachments", to_attr="attachment_list"))
         .order_by("created_at", "pk")
     )
 
@@ -163,7 +168,9 @@ def _turns_with_media_sent(history: list[Message]) -> set[int]:
 
 
 def _attachments(message: Message) -> list[Attachment]:
-    return [a for a in message.attachments.all() if not a.generated]
+    listed = getattr(message, "attachment_list", None)  # from _history's prefetch
+    return [a for a in (listed if listed is not None else message.attachments.all())
+            if not a.generated]
 
 
 def user_content(

@@ -197,13 +197,15 @@ def list_price(counts: TokenCounts, model_ref: str, *, at: datetime | None = Non
     refs = [model_ref]
     if "/" in model_ref:
         refs.append(model_ref.rsplit("/", 1)[1])
-    last_error: Exception | None = None
+    # The message only: the exception itself, kept in a local of the frame its
+    # traceback holds, would be a reference cycle left to the garbage collector.
+    last_error = ""
     for ref in refs:
         try:
             result = calc_price(PricedUsage(**values), model_ref=ref,
                                 genai_request_timestamp=at)
         except LookupError as exc:
-            last_error = exc
+            last_error = str(exc)
             continue
         except ValueError as exc:  # usage genai-prices will not price: say so, not 0
             raise UnknownPrice(f"genai-prices refused the usage: {exc}") from exc
@@ -212,7 +214,7 @@ def list_price(counts: TokenCounts, model_ref: str, *, at: datetime | None = Non
             for name, key in LIST_PRICE_KEYS.items()
         }
         return ListPrice(result.model.id, result.provider.id, result.total_price, per_million)
-    raise UnknownPrice(str(last_error or f"no list price for {model_ref!r}"))
+    raise UnknownPrice(last_error or f"no list price for {model_ref!r}")
 
 
 def _resolve_tier(price: Any, prompt_tokens: int) -> Decimal | None:
