@@ -288,8 +288,7 @@ class ReplyJob:
     owner_id: int
     target: RelayTarget
     body: dict[str, Any]
-    model_id: int | None
-    model: ChatModel | None = None  # with its relay, as the reply began: it prices the reply
+    model: ChatModel  # with its relay, as the reply began: it prices the reply
 
 
 def begin_reply(message_id: int) -> ReplyJob | None:
@@ -329,7 +328,7 @@ def begin_reply(message_id: int) -> ReplyJob | None:
         message.save(update_fields=["status", "updated_at"])
     return ReplyJob(
         message_id=message.pk, conversation_id=conversation.pk, owner_id=conversation.owner_id,
-        target=target, body=body, model_id=model.pk, model=model,
+        target=target, body=body, model=model,
     )
 
 
@@ -407,7 +406,7 @@ def finish_reply(
         if message is None or not message.is_in_flight:
             return message  # already finished (e.g. stopped from a dead process's row)
         owner_id = job.owner_id if job is not None else message.conversation.owner_id
-        if job is not None and job.model is not None and message.model_id == job.model.pk:
+        if job is not None and message.model_id == job.model.pk:
             message.model = job.model
         now = timezone.now()
         message.text = outcome.text
