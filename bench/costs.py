@@ -128,7 +128,7 @@ def worker(rows: int, repeat: int) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from conversations.cost_rollup import rebuild
+    from conversations.billing.rollup import rebuild
 
     started = time.perf_counter()
     staff, user = seed(rows)

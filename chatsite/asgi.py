@@ -19,14 +19,18 @@ from django.conf import settings  # noqa: E402
 
 from conversations.lifespan import handle_lifespan  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
-from conversations.simulator import Simulator  # noqa: E402
 
 SIMULATOR_PREFIX = "/simulator"
-simulator = Simulator(token_rate=settings.SIMULATOR_TOKEN_RATE)
+simulator = None
+if settings.SIMULATOR_ENABLED:
+    # A development tool, loaded only where it is switched on (see settings).
+    from conversations.simulator.app import Simulator
+
+    simulator = Simulator(token_rate=settings.SIMULATOR_TOKEN_RATE)
 
 
 async def http_app(scope, receive, send):
-    if settings.SIMULATOR_ENABLED and (
+    if simulator is not None and (
         scope["path"] == SIMULATOR_PREFIX or scope["path"].startswith(SIMULATOR_PREFIX + "/")
     ):
         scope = {**scope, "root_path": scope.get("root_path", "") + SIMULATOR_PREFIX}

@@ -70,7 +70,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "conversations.concurrency.SyncWorkLimit",
+    "conversations.infra.concurrency.SyncWorkLimit",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -137,7 +137,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "conversations.layers.SingleProcessChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "conversations.infra.layers.SingleProcessChannelLayer"}
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -6,7 +6,7 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        from . import (
-            attachments,  # noqa: F401 - deletes stored files along with their rows
-            cost_rollup,  # noqa: F401 - keeps the costs page's daily sums in step
-        )
+        # Signal receivers: stored files go with their rows; the costs page's
+        # daily sums keep in step with usage.
+        from conversations.billing import rollup  # noqa: F401
+        from conversations.media import uploads  # noqa: F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from .events import (
+from conversations.events import (
     GenerationResync,
     MessagesCreated,
     ReplyFinished,
@@ -13,9 +13,9 @@ from .events import (
     control_group,
     conversation_group,
 )
-from .fragments import frame_html, messages_upsert
-from .models import Conversation
-from .selectors import recent_messages
+from conversations.fragments import frame_html, messages_upsert
+from conversations.models import Conversation
+from conversations.selectors import recent_messages
 
 # Close codes (4000-4999 are for applications): the page shows why.
 CLOSE_UNAUTHENTICATED = 4401

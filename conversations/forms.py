@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import ChatModel, Conversation
+from conversations.models import ChatModel, Conversation
 
 MAX_MESSAGE_CHARS = 200_000
 

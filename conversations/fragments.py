@@ -13,9 +13,9 @@ from django.template.loader import render_to_string
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from .events import Block, ReplyFrame
-from .models import Message
-from .rendering import render_markdown
+from conversations.events import Block, ReplyFrame
+from conversations.models import Message
+from conversations.rendering import render_markdown
 
 
 def block_id(message_id: int, field: str, index: int) -> str:

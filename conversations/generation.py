@@ -26,12 +26,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import services
-from .events import Block, ReplyFrame, control_group, conversation_group, publish
-from .fragments import messages_upsert, render_message, render_stored_messages, upsert
-from .models import Message
-from .relay import RelayClient, RelayError, shared_http_client
-from .rendering import BlockStream, render_block
+from conversations import replies
+from conversations.events import Block, ReplyFrame, control_group, conversation_group, publish
+from conversations.fragments import messages_upsert, render_message, render_stored_messages, upsert
+from conversations.models import Message
+from conversations.relays.client import RelayClient, shared_http_client
+from conversations.relays.errors import RelayError
+from conversations.rendering import BlockStream, render_block
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ async def _checkpoint_periodically() -> None:
         ]
         if batch:
             try:
-                await database_sync_to_async(services.checkpoint_replies)(batch)
+                await database_sync_to_async(replies.checkpoint_replies)(batch)
             except Exception:
                 logger.exception("checkpoint of %d replies failed", len(batch))
 
@@ -190,7 +191,7 @@ class Generation:
         self._done = False
         self._resync_channels: list[str] = []
         self.streaming = False  # begun at the relay: its text is worth checkpointing
-        self.job: services.ReplyJob | None = None  # what begin_reply read, once begun
+        self.job: replies.ReplyJob | None = None  # what begin_reply read, once begun
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -214,7 +215,7 @@ class Generation:
             except Exception:  # pages that miss it catch up on their next connect
                 logger.exception("announcing reply %s failed", self.message_id)
         try:
-            job = await database_sync_to_async(services.begin_reply)(self.message_id)
+            job = await database_sync_to_async(replies.begin_reply)(self.message_id)
             if job is None:
                 await self._announce_finished_if_known()
                 return
@@ -224,7 +225,7 @@ class Generation:
             logger.exception("generation %s crashed", self.message_id)
             with contextlib.suppress(Exception):
                 await self._save(
-                    services.ReplyOutcome(
+                    replies.ReplyOutcome(
                         status=Message.Status.FAILED,
                         text=self.text.value,
                         reasoning=self.reasoning.value,
@@ -235,14 +236,14 @@ class Generation:
         finally:
             _running.pop(self.message_id, None)
 
-    async def _generate(self, job: services.ReplyJob) -> None:
+    async def _generate(self, job: replies.ReplyJob) -> None:
         self.job = job
         group = conversation_group(job.conversation_id)
         listener = asyncio.create_task(self._listen_for_control(job.conversation_id))
         flusher = asyncio.create_task(self._flush_frames(group))
         self.streaming = True
         _ensure_checkpointer()
-        outcome = services.ReplyOutcome(status=Message.Status.COMPLETE, text="")
+        outcome = replies.ReplyOutcome(status=Message.Status.COMPLETE, text="")
         finish_reason = ""
         usage: dict[str, Any] | None = None
         images: list[str] = []
@@ -307,7 +308,7 @@ class Generation:
         await asyncio.shield(self._finish(flusher, outcome, group))
 
     async def _finish(
-        self, flusher: asyncio.Task, outcome: services.ReplyOutcome, group: str
+        self, flusher: asyncio.Task, outcome: replies.ReplyOutcome, group: str
     ) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
@@ -316,7 +317,7 @@ class Generation:
             group, {"type": "reply.finished", "message_id": self.message_id, "html": html}
         )
 
-    async def _save(self, outcome: services.ReplyOutcome) -> str:
+    async def _save(self, outcome: replies.ReplyOutcome) -> str:
         """Save the outcome; the reply as stored, rendered for the pages.
 
         The blocks the stream already rendered are reused: the page's
@@ -327,7 +328,7 @@ class Generation:
         reasoning_html = [html for _, html in self.reasoning.snapshot()]
 
         def save() -> str:
-            message = services.finish_reply(
+            message = replies.finish_reply(
                 message_id=self.message_id, outcome=outcome, job=self.job
             )
             if message is None:

@@ -1,4 +1,4 @@
-"""Server start and stop, as ASGI lifespan events."""
+"""Server start and stop, as ASGI lifespan events, and the watch for dead replies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import generation, pricing, services
+from conversations import generation, replies
+from conversations.billing import prices as pricing
+from conversations.events import conversation_group, publish
+from conversations.fragments import messages_upsert
+from conversations.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +47,45 @@ async def startup() -> None:
     _freeze_start_up_objects()
     loop = asyncio.get_running_loop()
     generation.bind_loop(loop)
-    await database_sync_to_async(services.recover_interrupted)()
-    # A reply from a process that died moments ago is not stale yet; look again
-    # once it must be.
-    loop.call_later(
-        settings.STREAM_STALE_AFTER + 1,
-        lambda: loop.create_task(database_sync_to_async(services.recover_interrupted)()),
-    )
+    global _sweeper
+    _sweeper = loop.create_task(_sweep_dead_replies_periodically(), name="dead-replies")
+
+
+_sweeper: asyncio.Task | None = None
+
+
+def _sweep_interval() -> float:
+    return max(1.0, settings.STREAM_STALE_AFTER / 3)
+
+
+async def _sweep_dead_replies_periodically() -> None:
+    """Every process looks for replies whose process died (no heartbeat for
+    STREAM_STALE_AFTER), closes them and tells the pages open on them.
+
+    The first look is at start-up: a restarted server closes what it left."""
+    while True:
+        try:
+            await sweep_dead_replies()
+        except Exception:
+            logger.exception("looking for dead replies failed")
+        await asyncio.sleep(_sweep_interval())
+
+
+async def sweep_dead_replies() -> int:
+    closed = await database_sync_to_async(_close_and_render)()
+    for conversation_id, html in closed:
+        await publish(conversation_group(conversation_id),
+                      {"type": "messages.created", "html": html})
+    return len(closed)
+
+
+def _close_and_render() -> list[tuple[int, str]]:
+    ids = replies.close_dead_replies()
+    if not ids:
+        return []
+    messages = (Message.objects.filter(pk__in=ids).select_related("model", "usage")
+                .prefetch_related("attachments"))
+    return [(m.conversation_id, str(messages_upsert([m]))) for m in messages]
 
 
 async def handle_lifespan(receive, send) -> None:
@@ -64,6 +100,8 @@ async def handle_lifespan(receive, send) -> None:
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if _sweeper is not None:
+                _sweeper.cancel()
             await generation.shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

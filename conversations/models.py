@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from .fields import EncryptedTextField
+from conversations.fields import EncryptedTextField
 
 
 class Dialect(models.TextChoices):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .consumers import ConversationConsumer
+from conversations.consumers import ConversationConsumer
 
 websocket_urlpatterns = [
     path("ws/conversations/<int:conversation_id>/", ConversationConsumer.as_asgi()),

@@ -1,14 +1,10 @@
-"""Reads, always scoped to their owner."""
+"""Reads, always scoped to their owner; none of them writes."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.http import Http404
-from django.utils import timezone
 
-from .models import Conversation, Message
+from conversations.models import Conversation, Message
 
 
 def get_conversation_for_user(*, user, pk: int, with_model: bool = True) -> Conversation:
@@ -30,28 +26,13 @@ def get_message_for_user(*, user, pk: int) -> Message:
     return message
 
 
-def repair_stale(conversation_id: int) -> None:
-    """A reply whose process died shows as interrupted, never stuck streaming."""
-    cutoff = timezone.now() - timedelta(seconds=settings.STREAM_STALE_AFTER)
-    Message.objects.in_flight().filter(
-        conversation_id=conversation_id, updated_at__lt=cutoff
-    ).update(
-        status=Message.Status.INTERRUPTED,
-        error="The server stopped while this reply was being written; what arrived before "
-        "that is kept.",
-        completed_at=timezone.now(),
-    )
-
-
 def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    repair_stale(conversation.pk)
     return list(
         conversation.messages.select_related("model", "usage").prefetch_related("attachments")
     )
 
 
 def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
-    repair_stale(conversation_id)
     recent = (
         Message.objects.for_user(user)
         .filter(conversation_id=conversation_id)

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from conversations import views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,6 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
-    path("costs/", include("conversations.cost_urls")),
-    path("files/", include("conversations.media_views")),
+    path("costs/", include("conversations.billing.urls")),
+    path("files/", include("conversations.media.urls")),
 ]

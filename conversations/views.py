@@ -12,12 +12,13 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import services
-from .attachments import prepare_uploads
-from .forms import ConversationSettingsForm, MessageForm, NewConversationForm
-from .fragments import messages_upsert, render_message, upsert
-from .models import ChatModel, Conversation
-from .selectors import (
+from conversations import services
+from conversations.errors import ServiceError
+from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
+from conversations.fragments import messages_upsert, render_message, upsert
+from conversations.media.uploads import prepare_uploads
+from conversations.models import ChatModel, Conversation
+from conversations.selectors import (
     conversation_messages,
     get_conversation_for_user,
     get_message_for_user,
@@ -88,7 +89,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                     conversation=conversation, author=request.user, text=data["text"],
                     files=files,
                 )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             if request.htmx:
                 return _composer_error(exc.message)
             form.add_error(None, exc.message)
@@ -154,7 +155,7 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
             conversation=conversation, author=request.user, text=form.cleaned_data["text"],
             files=request.FILES.getlist("files"),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         return _composer_error(exc.message)
     if not request.htmx:
         return redirect("conversation", pk=conversation.pk)
@@ -200,7 +201,7 @@ def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_message_for_user(user=request.user, pk=pk)
     try:
         reply = services.retry_reply(message=message)
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         return _composer_error(exc.message)
     if not request.htmx:
         return redirect("conversation", pk=message.conversation_id)

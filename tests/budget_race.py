@@ -31,7 +31,9 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connections
 
-    from conversations import pricing, services
+    from conversations import replies, services
+    from conversations.billing import budgets
+    from conversations.errors import ServiceError
     from conversations.models import Budget, Message
     from tests.factories import make_conversation, make_model, make_relay, make_user
 
@@ -43,20 +45,20 @@ def main() -> None:
     earlier = make_conversation(owner, model, title="earlier")
     reply = Message.objects.create(conversation=earlier, role="assistant", text="done",
                                    status="complete", model=model)
-    services.record_usage(message=reply, raw={"prompt_tokens": 9_500_000,
+    replies.record_usage(message=reply, raw={"prompt_tokens": 9_500_000,
                                               "completion_tokens": 0})  # $9.50 of $10
     conversations = [make_conversation(owner, model, title=f"racer {n}") for n in range(2)]
 
     started: list[int] = []
     services._start = lambda message_id, **_: started.append(message_id)  # record, don't send
-    slow_status = pricing.budget_status
+    slow_status = budgets.budget_status
 
     def budget_status(**kwargs):
         status = slow_status(**kwargs)
         time.sleep(CHECK_DELAY)
         return status
 
-    pricing.budget_status = budget_status
+    budgets.budget_status = budget_status
     admitted, refused = [], []
     barrier = threading.Barrier(2)
 
@@ -65,7 +67,7 @@ def main() -> None:
             barrier.wait()
             services.post_message(conversation=conversation, author=owner, text="one more")
             admitted.append(conversation.pk)
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             refused.append(exc.message)
         finally:
             connections.close_all()

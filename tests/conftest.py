@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from conversations.simulator import Simulator
+from conversations.simulator.app import Simulator
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -14,9 +14,11 @@ import pytest
 from django.core import signing
 from django.urls import reverse
 
-from conversations import mediainfo, services
-from conversations.attachments import clean_name
-from conversations.media_views import SIGNING_SALT, signed_url
+from conversations import services
+from conversations.errors import ServiceError
+from conversations.media import probe
+from conversations.media.links import SIGNING_SALT, signed_url
+from conversations.media.uploads import clean_name
 from conversations.models import Attachment, Conversation, Dialect, Message
 from tests.factories import make_conversation, make_model, make_relay, make_user
 from tests.fixtures import media
@@ -24,7 +26,7 @@ from tests.fixtures.media import upload
 
 pytestmark = pytest.mark.django_db
 
-needs_ffmpeg = pytest.mark.skipif(not mediainfo.FFMPEG, reason="ffmpeg is not installed")
+needs_ffmpeg = pytest.mark.skipif(not probe.FFMPEG, reason="ffmpeg is not installed")
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +53,7 @@ def stored_files(root) -> list:
 
 
 def refused(conversation, *files) -> str:
-    with pytest.raises(services.ServiceError) as caught:
+    with pytest.raises(ServiceError) as caught:
         post(conversation, *files)
     return caught.value.message
 
@@ -160,7 +162,7 @@ def test_it_names_every_bad_file_at_once(conversation):
 
 
 def test_it_refuses_a_picture_with_too_many_pixels(conversation, monkeypatch):
-    from conversations import attachments
+    from conversations.media import uploads as attachments
 
     monkeypatch.setattr(attachments, "MAX_PIXELS", 1000)
     message = refused(conversation, upload("huge.png", media.png(100, 100)))
@@ -271,7 +273,7 @@ def test_formats_relays_refuse_are_converted_with_ffmpeg(conversation, name, kin
     assert attachment.duration_seconds == pytest.approx(1.0, abs=0.3)  # codec padding
     with attachment.file.open("rb") as fh:
         stored = fh.read()
-    assert mediainfo.sniff(stored[:64]) == mime
+    assert probe.sniff(stored[:64]) == mime
     assert attachment.size == len(stored)
     assert attachment.sha256 == hashlib.sha256(stored).hexdigest()
 
@@ -284,8 +286,8 @@ def test_a_gif_becomes_a_png(conversation):
 
 def test_without_ffmpeg_a_format_needing_conversion_is_refused_clearly(conversation,
                                                                        monkeypatch):
-    monkeypatch.setattr(mediainfo, "FFMPEG", None)
-    monkeypatch.setattr(mediainfo, "FFPROBE", None)
+    monkeypatch.setattr(probe, "FFMPEG", None)
+    monkeypatch.setattr(probe, "FFPROBE", None)
     message = refused(conversation, upload("voice.ogg", media.shipped("voice.ogg")))
     assert "“voice.ogg”: it is an OGG recording, which relays do not accept" in message
     assert "ffmpeg is not installed" in message
@@ -293,8 +295,8 @@ def test_without_ffmpeg_a_format_needing_conversion_is_refused_clearly(conversat
 
 
 def test_without_ffmpeg_mp4_and_mov_still_get_their_duration(conversation, monkeypatch):
-    monkeypatch.setattr(mediainfo, "FFMPEG", None)
-    monkeypatch.setattr(mediainfo, "FFPROBE", None)
+    monkeypatch.setattr(probe, "FFMPEG", None)
+    monkeypatch.setattr(probe, "FFPROBE", None)
     user_message, _ = post(conversation, upload("a.mp4", MP4),
                            upload("b.mov", media.shipped("clip.mov")))
     durations = [a.duration_seconds for a in user_message.attachments.all()]
@@ -499,13 +501,13 @@ def test_files_are_checked_and_converted_before_any_transaction_holds_locks(clie
 
     monkeypatch.setattr(services_module, "_start", lambda message_id, **_: None)
     inside_transaction = []
-    real_ffprobe = mediainfo.ffprobe
+    real_ffprobe = probe.ffprobe
 
     def ffprobe(path):
         inside_transaction.append(connection.in_atomic_block)
         return real_ffprobe(path)
 
-    monkeypatch.setattr(mediainfo, "ffprobe", ffprobe)
+    monkeypatch.setattr(probe, "ffprobe", ffprobe)
     owner = make_user()
     relay = make_relay("http://127.0.0.1:9", dialect=Dialect.IMAGE_URL_FOR_ALL)
     model = make_model(relay)

@@ -15,7 +15,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conversations import pricing, services
+from conversations import replies
+from conversations.billing import budgets
+from conversations.errors import ServiceError
 from conversations.models import Budget, Message, Usage
 from tests.conftest import require_service
 from tests.factories import make_conversation, make_model, make_relay, make_user
@@ -29,7 +31,7 @@ def _spend(conversation, dollars: str, *, status: str = "complete") -> Usage:
     reply = Message.objects.create(conversation=conversation, role="assistant", text="answer",
                                    status=status, model=conversation.model)
     tokens = int(Decimal(dollars) * 1_000_000)
-    return services.record_usage(message=reply, raw={"prompt_tokens": tokens,
+    return replies.record_usage(message=reply, raw={"prompt_tokens": tokens,
                                                      "completion_tokens": 0})
 
 
@@ -49,8 +51,8 @@ def setup(db, simulator):
 def test_without_a_budget_nothing_is_limited(setup):
     owner, conversation, _client = setup
     _spend(conversation, "1000")
-    assert pricing.budget_status(user=owner) is None
-    pricing.enforce_budget(owner=owner)  # no refusal
+    assert budgets.budget_status(user=owner) is None
+    budgets.enforce_budget(owner=owner)  # no refusal
 
 
 def test_under_80_percent_there_is_no_warning(setup):
@@ -67,7 +69,7 @@ def test_at_80_percent_the_user_is_warned(setup):
     _spend(conversation, "8.25")
     html = client.get(reverse("conversation", args=[conversation.pk])).content.decode()
     assert "You have used 83% of your monthly budget: $8.25 of $10.00" in html
-    status = pricing.budget_status(user=owner)
+    status = budgets.budget_status(user=owner)
     assert status.level == "warning"
 
 
@@ -123,11 +125,11 @@ def test_raising_the_budget_lets_messages_through_again(setup):
     owner, conversation, _client = setup
     budget = Budget.objects.create(user=owner, monthly_limit=Decimal(10))
     _spend(conversation, "10")
-    with pytest.raises(services.ServiceError):
-        pricing.enforce_budget(owner=owner)
+    with pytest.raises(ServiceError):
+        budgets.enforce_budget(owner=owner)
     budget.monthly_limit = Decimal(20)
     budget.save()
-    pricing.enforce_budget(owner=owner)
+    budgets.enforce_budget(owner=owner)
 
 
 def test_replies_still_being_written_hold_back_their_likely_cost(setup):
@@ -139,20 +141,20 @@ def test_replies_still_being_written_hold_back_their_likely_cost(setup):
     Message.objects.create(conversation=other, role="assistant", status="streaming",
                            model=conversation.model)
 
-    status = pricing.budget_status(user=owner)
+    status = budgets.budget_status(user=owner)
 
     assert (status.spent, status.reserved, status.in_flight) == (Decimal(8), Decimal(4), 1)
-    with pytest.raises(services.ServiceError, match="still being written"):
-        pricing.enforce_budget(owner=owner)
+    with pytest.raises(ServiceError, match="still being written"):
+        budgets.enforce_budget(owner=owner)
 
 
 def test_last_months_spending_does_not_count(setup):
     owner, conversation, _client = setup
     Budget.objects.create(user=owner, monthly_limit=Decimal(10))
     usage = _spend(conversation, "50")
-    usage.created_at = pricing.month_start() - timedelta(minutes=1)
+    usage.created_at = budgets.month_start() - timedelta(minutes=1)
     usage.save()
-    assert pricing.budget_status(user=owner).spent == 0
+    assert budgets.budget_status(user=owner).spent == 0
 
 
 def test_spending_in_another_currency_is_shown_apart_not_added(setup):
@@ -164,7 +166,7 @@ def test_spending_in_another_currency_is_shown_apart_not_added(setup):
     _spend(make_conversation(owner, yuan_model), "2")  # $2 list × 7 = ¥14
     _spend(conversation, "8.5")
 
-    status = pricing.budget_status(user=owner)
+    status = budgets.budget_status(user=owner)
 
     assert status.spent == Decimal("8.5")
     assert status.other_currencies == {"CNY": Decimal(14)}

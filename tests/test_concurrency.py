@@ -9,7 +9,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.test import override_settings
 
-from conversations.concurrency import SyncWorkLimit, outside_limit
+from conversations.infra.concurrency import SyncWorkLimit, outside_limit
 
 
 def _run_two(view, limit: int) -> list[tuple[str, str]]:
@@ -77,6 +77,6 @@ def test_a_request_inside_a_request_does_not_wait_for_itself():
 
 
 def test_the_limit_is_first_in_the_middleware_and_one_by_default():
-    assert settings.MIDDLEWARE[0] == "conversations.concurrency.SyncWorkLimit"
+    assert settings.MIDDLEWARE[0] == "conversations.infra.concurrency.SyncWorkLimit"
     assert settings.SYNC_REQUEST_LIMIT == 1
 

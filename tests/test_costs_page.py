@@ -13,7 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations import cost_reports, cost_rollup, pricing, services
+from conversations import replies
+from conversations.billing import prices as pricing
+from conversations.billing import reports as cost_reports
+from conversations.billing import rollup as cost_rollup
 from conversations.models import Conversation, Message, Usage, UsageDay
 from tests.factories import make_conversation, make_model, make_relay, make_user
 
@@ -24,7 +27,7 @@ def _spend(conversation, tokens: int, *, model=None, when=None, text="answer") -
     model = model or conversation.model
     reply = Message.objects.create(conversation=conversation, role="assistant", text=text,
                                    status="complete", model=model)
-    usage = services.record_usage(message=reply, raw={"prompt_tokens": tokens,
+    usage = replies.record_usage(message=reply, raw={"prompt_tokens": tokens,
                                                       "completion_tokens": 0})
     if when is not None:
         usage.created_at = when

@@ -16,7 +16,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from conversations import generation, services
+from conversations import generation, replies, services
+from conversations.errors import ServiceError
 from conversations.events import control_group, conversation_group
 from conversations.models import Message, Usage
 from conversations.rendering import render_markdown
@@ -208,7 +209,7 @@ def test_a_checkpoint_saves_streaming_replies_and_leaves_finished_ones_alone(sim
         status=Message.Status.COMPLETE, text="final text"
     )
     before = timezone.now()
-    services.checkpoint_replies([
+    replies.checkpoint_replies([
         (streaming.pk, "so far, 你好 **bold**", "thinking"),
         (finished.pk, "a late checkpoint", ""),
     ])
@@ -350,7 +351,7 @@ def test_replies_left_streaming_by_a_dead_process_become_interrupted(simulator):
     fresh = Message.objects.create(
         conversation=conversation, role="assistant", status=Message.Status.STREAMING,
     )
-    assert services.recover_interrupted() == 1
+    assert len(replies.close_dead_replies()) == 1
     reply.refresh_from_db()
     fresh.refresh_from_db()
     assert reply.status == Message.Status.INTERRUPTED
@@ -365,7 +366,7 @@ def test_stopping_a_reply_that_has_not_started_cancels_it_before_it_is_sent(simu
     assert services.request_stop(message=reply) is True
     reply.refresh_from_db()
     assert reply.status == Message.Status.CANCELLED
-    assert services.begin_reply(reply.pk) is None
+    assert replies.begin_reply(reply.pk) is None
     assert simulator.requests == []
 
 
@@ -373,7 +374,7 @@ def test_stopping_a_reply_that_has_not_started_cancels_it_before_it_is_sent(simu
 def test_a_second_message_waits_for_the_reply_in_flight(simulator):
     conversation = _setup(simulator)
     _post(conversation)
-    with pytest.raises(services.ServiceError, match="Wait for the current reply"):
+    with pytest.raises(ServiceError, match="Wait for the current reply"):
         _post(conversation, "again")
 
 

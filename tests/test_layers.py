@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conversations.layers import SingleProcessChannelLayer
+from conversations.infra.layers import SingleProcessChannelLayer
 
 
 async def test_chosen_types_are_handed_to_the_consumer_in_the_senders_step():

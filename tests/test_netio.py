@@ -14,9 +14,9 @@ import httpx
 import pytest
 import trustme
 
-from conversations.netio import AsyncioBackend
-from conversations.relay import RelayClient, RelayTarget, new_http_client
-from conversations.simulator import Simulator
+from conversations.infra.netio import AsyncioBackend
+from conversations.relays.client import RelayClient, RelayTarget, new_http_client
+from conversations.simulator.app import Simulator
 from tests.conftest import ThreadedServer
 
 

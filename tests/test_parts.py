@@ -19,18 +19,20 @@ from channels.db import database_sync_to_async
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from conversations import generation, services
+from conversations import generation, replies, services
 from conversations.models import Dialect, Message, Usage
-from conversations.parts import build_messages, silent_drop_warnings
-from conversations.relay import RelayClient, RelayError
-from conversations.request_body import (
+from conversations.prompt import build_messages, request_sent
+from conversations.relays import checks
+from conversations.relays.client import RelayClient
+from conversations.relays.errors import RelayError
+from conversations.relays.request_body import (
     CHUNK_BYTES,
     InlineData,
     inline_files,
     render_body,
     streamed_content,
 )
-from conversations.simulator import describe_part, newapi_drop_unknown_parts
+from conversations.simulator.received import describe_part, newapi_drop_unknown_parts
 from tests.factories import make_conversation, make_model, make_relay, make_user
 from tests.fixtures import media
 from tests.fixtures.media import upload
@@ -74,7 +76,7 @@ def post(conversation, *files, text="What is in these?"):
 
 
 def request_body(reply) -> dict:
-    job = services.begin_reply(reply.pk)
+    job = replies.begin_reply(reply.pk)
     assert job is not None, Message.objects.get(pk=reply.pk).error
     return job.body
 
@@ -190,7 +192,7 @@ def test_a_reply_whose_own_file_the_model_cannot_take_fails_with_the_reason():
     switched = make_model(conversation.model.relay, "gpt-4o-mini", display_name="GPT-4o mini",
                           accepts_audio=False)
     Message.objects.filter(pk=reply.pk).update(model=switched)
-    assert services.begin_reply(reply.pk) is None
+    assert replies.begin_reply(reply.pk) is None
     failed = Message.objects.get(pk=reply.pk)
     assert failed.status == Message.Status.FAILED
     assert "“memo.wav” cannot be sent: GPT-4o mini does not accept audio" in failed.error
@@ -311,7 +313,7 @@ async def test_a_retry_reads_the_files_again_from_storage(simulator):
         simulator.url, dialect=Dialect.IMAGE_URL_FOR_ALL, model_id="gemini-2.5-flash@flaky=1"
     )
     _, reply = await database_sync_to_async(post)(conversation, upload("photo.jpg", IMAGE))
-    job = await database_sync_to_async(services.begin_reply)(reply.pk)
+    job = await database_sync_to_async(replies.begin_reply)(reply.pk)
     async with RelayClient(job.target, max_retries=2, backoff=0) as client:
         result = await client.stream_collect(job.body)
     first, second = simulator.requests
@@ -325,7 +327,7 @@ async def test_a_retry_reads_the_files_again_from_storage(simulator):
 async def test_a_file_missing_from_storage_fails_with_its_name(simulator):
     conversation = await database_sync_to_async(setup)(simulator.url)
     _, reply = await database_sync_to_async(post)(conversation, upload("photo.jpg", IMAGE))
-    job = await database_sync_to_async(services.begin_reply)(reply.pk)
+    job = await database_sync_to_async(replies.begin_reply)(reply.pk)
     attachment = await database_sync_to_async(lambda: reply.conversation.messages.first()
                                               .attachments.get())()
     default_storage.delete(attachment.file.name)
@@ -395,7 +397,7 @@ def test_a_relay_downloads_a_signed_link_and_reads_the_file(simulator, settings,
     settings.MEDIA_LINK_MIN_BYTES = 0
     conversation = setup(simulator.url, dialect=Dialect.MEDIA_URL_PARTS)
     _, reply = post(conversation, upload("clip.mov", MOV))
-    job = services.begin_reply(reply.pk)
+    job = replies.begin_reply(reply.pk)
 
     async def ask():
         async with RelayClient(job.target, max_retries=0) as client:
@@ -446,7 +448,7 @@ def test_new_api_drops_audio_url_and_video_url_objects_but_keeps_a_bare_video_ur
 async def test_new_api_answers_500_convert_request_failed_for_types_gemini_refuses(
     simulator, mime
 ):
-    from conversations.relay import RelayTarget
+    from conversations.relays.client import RelayTarget
 
     target = RelayTarget(base_url=simulator.url + "/newapi", api_key="sk-test")
     body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
@@ -470,8 +472,13 @@ def seed_usage(prefix: str) -> dict:
     return value
 
 
+def silent_drop_warnings(*, message, usage):
+    sent = request_sent(reply=message, relay=message.model.relay)
+    return checks.silent_drop_warnings(sent=sent, usage=usage, model=message.model)
+
+
 def _reply_with_usage(conversation, reply, raw):
-    from conversations.usage import usage_fields
+    from conversations.billing.usage import usage_fields
 
     reply = Message.objects.select_related("model__relay", "conversation").get(pk=reply.pk)
     usage = Usage(message=reply, owner=conversation.owner, conversation=conversation, raw=raw,

@@ -12,7 +12,9 @@ from django.urls import reverse
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
-from conversations import pricing, services
+from conversations import replies
+from conversations.billing import money
+from conversations.billing import prices as pricing
 from conversations.models import (
     Attachment,
     BillingMode,
@@ -47,7 +49,7 @@ def _reply(model, *, text="这段视频主要展示了以下内容", owner=None)
 
 def _record(model, raw=SEED_001_USAGE, **kwargs) -> Usage:
     message = _reply(model, **kwargs)
-    return services.record_usage(message=message, raw=raw)
+    return replies.record_usage(message=message, raw=raw)
 
 
 def _admin_action(model_name: str, action: str, pk: int):
@@ -277,7 +279,7 @@ def _reply_with_every_medium(model, owner) -> Message:
 def test_an_estimate_counts_only_the_media_the_relays_dialect_could_send():
     relay = make_relay("http://127.0.0.1:9", dialect=Dialect.IMAGES_ONLY)
     model = make_model(relay, "gemini-2.5-flash")
-    usage = services.record_usage(message=_reply_with_every_medium(model, make_user("fay")),
+    usage = replies.record_usage(message=_reply_with_every_medium(model, make_user("fay")),
                                   raw=None)
     assert usage.prompt_tokens == usage.prompt_text_tokens + 258  # the image, nothing else
     assert usage.prompt_audio_tokens == 0
@@ -301,7 +303,7 @@ def test_a_relay_that_sends_no_usage_gets_an_estimate_from_text_and_media(tmp_pa
                                    text="A cat and a song. " + image, status="complete",
                                    model=model)
 
-    usage = services.record_usage(message=reply, raw=None)
+    usage = replies.record_usage(message=reply, raw=None)
 
     assert usage.estimated is True
     assert usage.prompt_audio_tokens == 320
@@ -316,7 +318,7 @@ def test_a_relay_that_sends_no_usage_gets_an_estimate_from_text_and_media(tmp_pa
 def test_an_estimated_reply_is_marked_estimated_under_the_reply():
     model = make_model(make_relay("http://127.0.0.1:9"), "gemini-2.5-flash")
     message = _reply(model, text="Hello from a one-api relay")
-    services.record_usage(message=message, raw=None)
+    replies.record_usage(message=message, raw=None)
     client = Client()
     client.force_login(message.conversation.owner)
     html = client.get(reverse("conversation", args=[message.conversation_id])).content.decode()
@@ -334,7 +336,7 @@ def test_tokens_and_their_parts_are_shown_under_a_reply():
     client.force_login(usage.owner)
     html = client.get(reverse("conversation", args=[usage.conversation_id])).content.decode()
     for text in ["2,064 prompt", "100 cached", "399 audio", "258 image", "230 completion",
-                 "42 reasoning", pricing.format_money(usage.cost, "USD"), "list price"]:
+                 "42 reasoning", money.format_money(usage.cost, "USD"), "list price"]:
         assert text in html, text
 
 
@@ -380,4 +382,4 @@ def test_an_unreachable_relay_explains_why_ratios_were_not_imported():
     (None, "USD", "price unknown"),
 ])
 def test_money_keeps_its_significant_digits(amount, currency, shown):
-    assert pricing.format_money(amount, currency) == shown
+    assert money.format_money(amount, currency) == shown

@@ -17,15 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conversations.relay import (
-    Completion,
-    RelayClient,
-    RelayError,
-    RelayTarget,
-    StreamEvent,
-    explain_error,
-)
-from conversations.simulator import REASONING, SIMULATED_MODELS, tokenize
+from conversations.relays.client import RelayClient, RelayTarget
+from conversations.relays.errors import RelayError, explain_error
+from conversations.relays.stream import Completion, StreamEvent
+from conversations.simulator.behaviour import REASONING, SIMULATED_MODELS, tokenize
 from tests.conftest import free_port
 
 SEEDS = Path("/work/shared/relay/seeds")
@@ -468,7 +463,7 @@ async def test_a_retry_after_too_long_to_wait_is_not_waited_but_told(simulator):
     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
 ])
 def test_retry_after_headers_are_read_as_seconds(header, seconds):
-    from conversations.relay import retry_after_seconds
+    from conversations.relays.errors import retry_after_seconds
 
     assert retry_after_seconds(header) == seconds
 
@@ -476,7 +471,7 @@ def test_retry_after_headers_are_read_as_seconds(header, seconds):
 def test_a_retry_after_date_in_the_future_is_seconds_from_now():
     from email.utils import format_datetime
 
-    from conversations.relay import retry_after_seconds
+    from conversations.relays.errors import retry_after_seconds
 
     when = datetime.now(UTC) + timedelta(seconds=120)
     assert 110 < retry_after_seconds(format_datetime(when, usegmt=True)) <= 120

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from conversations import services
 from conversations.models import ChatModel, Relay
+from conversations.relays import setup
 from tests.factories import make_relay, make_user
 
 pytestmark = pytest.mark.django_db
@@ -15,12 +15,12 @@ pytestmark = pytest.mark.django_db
 
 def test_the_simulator_relay_is_created_when_no_relay_is_configured(settings):
     settings.RELAY_BASE_URL = ""
-    relay = services.ensure_default_relay(simulator_url="http://127.0.0.1:9/simulator")
+    relay = setup.ensure_default_relay(simulator_url="http://127.0.0.1:9/simulator")
     assert relay.is_simulated
     assert relay.base_url == "http://127.0.0.1:9/simulator"
     assert ChatModel.objects.filter(relay=relay, accepts_image=True).exists()
     # A restart on another port points the same relay at the new address.
-    again = services.ensure_default_relay(simulator_url="http://127.0.0.1:10/simulator")
+    again = setup.ensure_default_relay(simulator_url="http://127.0.0.1:10/simulator")
     assert again.pk == relay.pk and again.base_url.endswith(":10/simulator")
     assert Relay.objects.count() == 1
 
@@ -30,8 +30,8 @@ def test_a_configured_relay_and_its_models_are_created_once(settings):
     settings.RELAY_API_KEY = "sk-live-123"
     settings.RELAY_DIALECT = "media-url-parts"
     settings.RELAY_MODELS = ["gemini-2.5-flash", "gpt-4o-mini"]
-    relay = services.ensure_default_relay()
-    services.ensure_default_relay()
+    relay = setup.ensure_default_relay()
+    setup.ensure_default_relay()
     assert Relay.objects.count() == 1
     assert relay.base_url == "https://relay.example.com"
     assert relay.dialect == "media-url-parts"

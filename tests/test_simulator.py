@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conversations.simulator import Behaviour, tokenize
+from conversations.simulator.behaviour import Behaviour, tokenize
 
 SEEDS = Path("/work/shared/relay/seeds")
 AUTH = {"Authorization": "Bearer k"}

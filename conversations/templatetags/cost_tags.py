@@ -6,8 +6,10 @@ from decimal import Decimal
 
 from django import template
 
-from .. import cost_reports
-from ..pricing import SOURCE_LABELS, budget_status, format_money
+from conversations.billing import reports as cost_reports
+from conversations.billing.budgets import budget_status
+from conversations.billing.money import format_money
+from conversations.billing.prices import SOURCE_LABELS
 
 register = template.Library()
 
@@ -61,10 +63,9 @@ def budget_for_user(context):
 
 @register.inclusion_tag("conversations/_sidebar_controls.html", takes_context=True)
 def sidebar_cost_controls(context):
-    from ..cost_views import sidebar_view
-
     request = context.get("request")
-    view = sidebar_view(request) if request is not None else {"sort": "recent", "show": "all"}
+    default = {"sort": "recent", "show": "all"}
+    view = cost_reports.sidebar_view(request) if request is not None else default
     current = context.get("conversation")
     return {"view": view, "current_pk": getattr(current, "pk", ""),
             "customised": view != {"sort": "recent", "show": "all"}}

@@ -48,7 +48,7 @@ def _conversation_total(live_app, page: Page) -> str:
     pk = re.search(r"/c/(\d+)/", page.url)[1]
     return live_app.shell(
         "from conversations.models import Conversation\n"
-        "from conversations.pricing import format_money\n"
+        "from conversations.billing.money import format_money\n"
         f"print(format_money(Conversation.objects.get(pk={pk}).total_cost, 'USD'))"
     ).strip().splitlines()[-1]
 

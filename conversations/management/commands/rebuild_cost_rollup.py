@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from conversations.cost_rollup import rebuild
+from conversations.billing.rollup import rebuild
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 from django.core.management.base import BaseCommand
 
-from conversations.simulator import Simulator
+from conversations.simulator.app import Simulator
 
 
 class Command(BaseCommand):

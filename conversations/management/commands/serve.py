@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from conversations import services
+from conversations.relays import setup
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         simulator_url = f"http://127.0.0.1:{port}/simulator" if settings.SIMULATOR_ENABLED else None
-        relay = services.ensure_default_relay(simulator_url=simulator_url)
+        relay = setup.ensure_default_relay(simulator_url=simulator_url)
         self._first_user()
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
         if relay is not None and relay.is_simulated:

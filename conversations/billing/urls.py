@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import cost_views
+from conversations.billing import views as cost_views
 
 urlpatterns = [
     path("", cost_views.costs_page, name="costs"),

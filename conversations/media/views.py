@@ -13,19 +13,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
-from django.urls import path, reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from .models import Attachment
+from conversations.media.formats import EXTENSIONS, relay_mime
+from conversations.media.links import SIGNING_SALT
+from conversations.models import Attachment
 
-SIGNING_SALT = "conversations.attachment-link"
 STREAM_CHUNK = 256 * 1024
+
 
 # Shown in the page (<img>, <audio>, <video>); everything else is downloaded.
 INLINE_TYPES = {
@@ -34,24 +34,8 @@ INLINE_TYPES = {
     "video/mp4", "video/quicktime", "video/webm",
 }
 
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def attachment_url(attachment: Attachment, *, download: bool = False) -> str:
-    url = reverse("attachment", kwargs={"uuid": attachment.uuid})
-    return f"{url}?download=1" if download else url
-
-
-def signed_url(attachment: Attachment, *, ttl: int | None = None) -> str:
-    """An absolute link a relay can fetch without a session, valid for `ttl` seconds."""
-    from .parts import EXTENSIONS
-
-    expires = int(time.time()) + (settings.MEDIA_LINK_TTL if ttl is None else ttl)
-    token = signing.dumps({"a": attachment.uuid.hex, "e": expires}, salt=SIGNING_SALT)
-    # The name's extension helps relays that guess the type from the URL.
-    name = f"file.{EXTENSIONS.get(attachment.mime, 'bin')}"
-    path_ = reverse("attachment_signed", kwargs={"token": token, "name": name})
-    return settings.PUBLIC_BASE_URL.rstrip("/") + path_
 
 
 @login_required
@@ -66,7 +50,7 @@ def attachment_file(request: HttpRequest, uuid) -> HttpResponse:
 
 @require_GET
 def signed_attachment(request: HttpRequest, token: str, name: str) -> HttpResponse:
-    from .parts import relay_mime
+
 
     try:
         payload = signing.loads(token, salt=SIGNING_SALT)
@@ -157,7 +141,7 @@ async def _aread_range(fh, start: int, end: int) -> AsyncIterator[bytes]:
 
 def _download_name(attachment: Attachment) -> str:
     """The user's name, with the extension of what is stored (a converted memo is .mp3)."""
-    from .parts import EXTENSIONS
+
 
     name = attachment.original_name or "attachment"
     extension = EXTENSIONS.get(attachment.mime)
@@ -169,9 +153,3 @@ def _download_name(attachment: Attachment) -> str:
 
 
 _SAME_EXTENSIONS = {"jpg": {"jpg", "jpeg"}, "mpg": {"mpg", "mpeg"}, "heif": {"heif", "heic"}}
-
-
-urlpatterns = [
-    path("a/<uuid:uuid>/", attachment_file, name="attachment"),
-    path("s/<str:token>/<str:name>", signed_attachment, name="attachment_signed"),
-]

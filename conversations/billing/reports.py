@@ -4,7 +4,7 @@ Every figure is grouped by currency as well: a CNY relay's spending is never
 added to a USD relay's. Unknown prices are counted, not summed as zero.
 
 The page reads UsageDay — replies already summed per day, conversation,
-relay, model and currency (cost_rollup.py keeps it in step) — so a month
+relay, model and currency (billing/rollup.py keeps it in step) — so a month
 of a busy history is a few thousand rows, not every reply. Each section is
 one GROUP BY in the database; the per-day, per-model and per-relay
 sections share one query.
@@ -23,7 +23,7 @@ from django.db.models import DateField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Conversation, Relay, UsageDay
+from conversations.models import Conversation, Relay, UsageDay
 
 ZERO = Decimal(0)
 COST_PLACES = Decimal("1e-10")  # as stored on Usage.cost
@@ -81,7 +81,7 @@ class Line:
     extra: dict = field(default_factory=dict)
 
     def add(self, row: dict) -> None:
-        self.cost += _dec(row["spent"])
+        self.cost += to_decimal(row["spent"])
         self.replies += row["replies"]
         self.unknown += row["unknown"]
         self.estimated += row["estimated"]
@@ -127,7 +127,7 @@ class CostReport:
         return not any(line.replies for line in self.totals)
 
 
-def _dec(value) -> Decimal:
+def to_decimal(value) -> Decimal:
     if value is None:
         return ZERO
     return value if isinstance(value, Decimal) else Decimal(str(value))
@@ -239,7 +239,7 @@ def cost_report(*, days: QuerySet[UsageDay], period: Period, per_user: bool) -> 
     for row in rows:
         currency = row["currency"]
         totals.setdefault(currency, Line(currency, currency, currency)).add(row)
-        by_day[currency][_as_date(row["day"])] += _dec(row["spent"])
+        by_day[currency][_as_date(row["day"])] += to_decimal(row["spent"])
         relay_name = relay_names.get(row["relay_id"], "(deleted relay)")
         key = (row["relay_id"], row["model_name"], currency)
         by_model.setdefault(key, Line(key, row["model_name"] or "(unknown model)", currency,
@@ -353,7 +353,7 @@ def csv_rows(*, days: QuerySet[UsageDay]) -> Iterator[list]:
             relay_names.get(row["relay_id"], "(deleted relay)"), row["model_name"],
             row["currency"], row["replies"], row["estimated"], row["unknown"],
             row["prompt"] or 0, row["completion"] or 0,
-            format(_dec(row["spent"]).quantize(COST_PLACES), "f")
+            format(to_decimal(row["spent"]).quantize(COST_PLACES), "f")
             if row["replies"] > row["unknown"] else "",
         ]
 
@@ -379,7 +379,7 @@ def conversation_cost(conversation: Conversation) -> ConversationCost:
     by_currency, unknown, estimated, replies = [], 0, 0, 0
     for row in map(_with_unknown, rows):
         if row["replies"] > row["unknown"]:
-            by_currency.append((row["currency"], _dec(row["spent"])))
+            by_currency.append((row["currency"], to_decimal(row["spent"])))
         unknown += row["unknown"]
         estimated += row["estimated"]
         replies += row["replies"]
@@ -413,11 +413,21 @@ def sidebar_costs(conversations) -> dict[int, SidebarCost]:
     for conversation in items:
         groups = found.get(conversation.pk, [])
         priced = [g for g in groups if g["priced"]]
-        main = max(priced, key=lambda g: _dec(g["spent"]), default=None)
+        main = max(priced, key=lambda g: to_decimal(g["spent"]), default=None)
         result[conversation.pk] = SidebarCost(
-            total=_dec(main["spent"]) if main else ZERO,
+            total=to_decimal(main["spent"]) if main else ZERO,
             currency=main["currency"] if main else "",
             mixed=len(priced) > 1,
             unknown=sum(g["unknown"] for g in groups),
         )
     return result
+
+
+# -- the sidebar's view, kept in the session ---------------------------------
+
+SIDEBAR_SESSION_KEY = "sidebar_cost_view"
+
+
+def sidebar_view(request) -> dict[str, str]:
+    saved = request.session.get(SIDEBAR_SESSION_KEY) or {}
+    return {"sort": saved.get("sort", "recent"), "show": saved.get("show", "all")}

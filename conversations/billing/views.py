@@ -21,10 +21,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import cost_reports
-from .models import ChatModel, Conversation, Usage
-from .pricing import budget_status
-from .selectors import get_conversation_for_user, sidebar_conversations
+from conversations.billing import reports as cost_reports
+from conversations.billing.budgets import budget_status
+from conversations.models import ChatModel, Conversation, Usage
+from conversations.selectors import get_conversation_for_user, sidebar_conversations
 
 MAX_PERIOD_DAYS = 366 * 5
 
@@ -189,14 +189,6 @@ SORTS = {
     "cost_asc": ["total_cost", "-updated_at"],
 }
 FILTERS = {"all", "costly", "unknown"}
-SIDEBAR_SESSION_KEY = "sidebar_cost_view"
-
-
-def sidebar_view(request: HttpRequest) -> dict[str, str]:
-    saved = request.session.get(SIDEBAR_SESSION_KEY) or {}
-    return {"sort": saved.get("sort", "recent"), "show": saved.get("show", "all")}
-
-
 @login_required
 @require_GET
 def sidebar_list(request: HttpRequest) -> HttpResponse:
@@ -205,7 +197,7 @@ def sidebar_list(request: HttpRequest) -> HttpResponse:
     show = request.GET.get("show", "all")
     sort = sort if sort in SORTS else "recent"
     show = show if show in FILTERS else "all"
-    request.session[SIDEBAR_SESSION_KEY] = {"sort": sort, "show": show}
+    request.session[cost_reports.SIDEBAR_SESSION_KEY] = {"sort": sort, "show": show}
     conversations = Conversation.objects.for_user(request.user).select_related("model__relay")
     if show == "costly":
         conversations = conversations.filter(total_cost__gt=0)

@@ -19,7 +19,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from .models import Conversation, Usage, UsageDay
+from conversations.billing.reports import LocalDate, Period
+from conversations.models import Conversation, Usage, UsageDay
 
 ZERO = Decimal(0)
 
@@ -112,7 +113,6 @@ def _on_delete(sender, instance: Usage, origin=None, **kwargs) -> None:
 
 def rebuild() -> int:
     """Recount UsageDay from every Usage row, in one INSERT … SELECT. Returns its row count."""
-    from .cost_reports import LocalDate, Period
 
     with transaction.atomic():
         UsageDay.objects.all().delete()

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import puremagic
 
-from .concurrency import outside_limit
+from conversations.infra.concurrency import outside_limit
 
 HEAD_BYTES = 4096
 

@@ -33,12 +33,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from . import mediainfo
-from .concurrency import outside_limit
-from .mediainfo import KIND_OF_MIME, Details
-from .models import Attachment, ChatModel, Message, Relay
-from .parts import RELAY_MIME, kind_refusal
-from .services import ServiceError
+from conversations.errors import ServiceError
+from conversations.infra.concurrency import outside_limit
+from conversations.media import probe
+from conversations.media.formats import RELAY_MIME
+from conversations.media.probe import KIND_OF_MIME, Details
+from conversations.models import Attachment, ChatModel, Message, Relay
+from conversations.relays.dialects import kind_refusal
 
 MAX_NAME_CHARS = 120
 MAX_PIXELS = 60_000_000
@@ -142,9 +143,9 @@ def check_upload(
     if size == 0:
         raise FileProblem("the file is empty (0 bytes)")
     upload.seek(0)
-    head = upload.read(mediainfo.HEAD_BYTES)
+    head = upload.read(probe.HEAD_BYTES)
     upload.seek(0)
-    mime = mediainfo.sniff(head)
+    mime = probe.sniff(head)
     if mime is None:
         raise FileProblem(_unknown_content(head, name))
     kind = KIND_OF_MIME[mime]
@@ -157,13 +158,13 @@ def check_upload(
     details = _inspect(upload, mime=mime, kind=kind, size=size)
     if details.problem:
         raise FileProblem(details.problem)
-    if kind == "video" and details.has_video is False and mime in mediainfo.AUDIO_ONLY_MIME:
-        mime, kind = mediainfo.AUDIO_ONLY_MIME[mime], "audio"  # e.g. a voice memo in .mp4
+    if kind == "video" and details.has_video is False and mime in probe.AUDIO_ONLY_MIME:
+        mime, kind = probe.AUDIO_ONLY_MIME[mime], "audio"  # e.g. a voice memo in .mp4
     refusal = kind_refusal(kind=kind, model=model, relay=relay)
     if refusal:
         raise FileProblem(refusal)
     checked = CheckedUpload(upload, name, kind, mime, size, details)
-    if checked.convert_to and kind != "image" and not mediainfo.FFMPEG:
+    if checked.convert_to and kind != "image" and not probe.FFMPEG:
         raise FileProblem(
             f"it is {FORMAT_NAMES.get(mime, mime)}, which relays do not accept, and ffmpeg is "
             f"not installed on this server to convert it. Save it as "
@@ -173,7 +174,7 @@ def check_upload(
 
 
 def _unknown_content(head: bytes, name: str) -> str:
-    what = mediainfo.what_is_it(head)
+    what = probe.what_is_it(head)
     if what == "an SVG drawing":
         return ("SVG drawings are not accepted because they can carry scripts; export it as "
                 "PNG or JPEG")
@@ -185,26 +186,26 @@ def _unknown_content(head: bytes, name: str) -> str:
 
 def _inspect(upload, *, mime: str, kind: str, size: int) -> Details:
     if kind == "image":
-        return mediainfo.image_details(upload, mime, max_pixels=MAX_PIXELS)
+        return probe.image_details(upload, mime, max_pixels=MAX_PIXELS)
     if kind == "pdf":
-        return mediainfo.pdf_details(upload, size)
+        return probe.pdf_details(upload, size)
     details = Details(mime)
     if mime == "audio/wav":
-        details = mediainfo.wav_details(upload, size)
+        details = probe.wav_details(upload, size)
         if details.problem:
             return details
     if mime in ("video/mp4", "video/quicktime", "audio/mp4", "video/3gpp"):
-        problem = mediainfo.iso_bmff_problem(upload, size)
+        problem = probe.iso_bmff_problem(upload, size)
         if problem:
             return Details(mime, problem=problem)
-        details.duration = mediainfo.mvhd_duration(upload, size)
+        details.duration = probe.mvhd_duration(upload, size)
     with _local_path(upload) as path:
-        probed = mediainfo.ffprobe(path)
+        probed = probe.ffprobe(path)
     if probed is None:
         return details  # no ffprobe: the checks above are all we can do
     if probed.problem:
         return Details(mime, problem=probed.problem)
-    if kind == "video" and not probed.has_video and mime not in mediainfo.AUDIO_ONLY_MIME:
+    if kind == "video" and not probed.has_video and mime not in probe.AUDIO_ONLY_MIME:
         return Details(mime, problem="the video has no pictures in it")
     if kind == "audio" and not probed.has_audio:
         return Details(mime, problem="the recording has no sound in it")
@@ -260,11 +261,11 @@ def _prepare(checked: CheckedUpload) -> Prepared:
         try:
             if checked.kind == "image":
                 _gif_to_png(checked.upload, out.name)
-                details = mediainfo.image_details(out, target, max_pixels=MAX_PIXELS)
+                details = probe.image_details(out, target, max_pixels=MAX_PIXELS)
             else:
                 with _local_path(checked.upload) as source:
                     _ffmpeg(source, out.name, checked)
-                details = mediainfo.ffprobe(out.name) or Details(target)
+                details = probe.ffprobe(out.name) or Details(target)
                 if details.problem:
                     raise FileProblem(f"converting it for the relay failed ({details.problem})")
         except BaseException:
@@ -292,7 +293,7 @@ def _ffmpeg(source: str, out: str, checked: CheckedUpload) -> None:
         codec = ["-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "veryfast",
                  "-crf", "23", "-pix_fmt", "yuv420p", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
                  "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"]
-    command = [mediainfo.FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", source,
+    command = [probe.FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", "-i", source,
                "-map_metadata", "-1", *codec, out]
     try:
         with outside_limit():

@@ -30,26 +30,25 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
-from django.utils import timezone
+from django.db.models import F, QuerySet
 
-from .models import BillingMode, Budget, ChatModel, Conversation, Message, Relay, Usage
+from conversations.billing.money import ZERO, to_decimal
+from conversations.models import BillingMode, ChatModel, Conversation, Relay, Usage
 
 logger = logging.getLogger(__name__)
+
 
 MILLION = Decimal(1_000_000)
 QUOTA_PER_RELAY_DOLLAR = Decimal(500_000)  # new-api: 500,000 quota = 1 relay dollar
 COST_PLACES = Decimal("1e-10")  # Usage.cost has 10 decimal places
 ONE = Decimal(1)
-ZERO = Decimal(0)
-BUDGET_WARNING_SHARE = Decimal("0.8")
+
 
 SOURCE_OVERRIDE = "override"
 SOURCE_NEW_API = "new_api"
@@ -61,6 +60,7 @@ SOURCE_LABELS = {
     SOURCE_LIST: "list price",
     SOURCE_UNKNOWN: "price unknown",
 }
+
 
 OVERRIDE_FIELDS = {
     "input": "price_input",
@@ -87,9 +87,6 @@ def _genai_prices_version() -> str:
 
 
 GENAI_PRICES_VERSION = _genai_prices_version()
-
-
-# -- counting ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -146,14 +143,6 @@ def base_model_ref(model_id: str) -> str:
     return (model_id or "").split("@", 1)[0].strip()
 
 
-def _dec(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        result = value if isinstance(value, Decimal) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return result if result.is_finite() else None
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -162,9 +151,6 @@ def _s(value: Decimal | None) -> str | None:
 
 def _money(value: Decimal) -> Decimal:
     return value.quantize(COST_PLACES, rounding=ROUND_HALF_UP)
-
-
-# -- list prices (genai-prices) ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -223,16 +209,13 @@ def _resolve_tier(price: Any, prompt_tokens: int) -> Decimal | None:
         return None
     base = getattr(price, "base", None)
     if base is None:
-        return _dec(price)
+        return to_decimal(price)
     applicable = base
     for tier in reversed(price.tiers):
         if prompt_tokens > tier.start:
             applicable = tier.price
             break
-    return _dec(applicable)
-
-
-# -- per-million overrides ------------------------------------------------------
+    return to_decimal(applicable)
 
 
 def has_override(model: ChatModel | None) -> bool:
@@ -258,7 +241,7 @@ def override_price_usd(
             table[name], origin[name] = listed.per_million[name], SOURCE_LIST
         else:
             table[name] = None
-    per_request = _dec(model.price_per_request)
+    per_request = to_decimal(model.price_per_request)
     # A part without its own price is billed as its parent, as genai-prices does.
     for child, parent in (("cached_input", "input"), ("audio_input", "input"),
                           ("image_output", "output")):
@@ -287,9 +270,6 @@ def override_price_usd(
     }
 
 
-# -- new-api ratios ---------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class NewApiRatios:
     model_ratio: Decimal
@@ -308,7 +288,7 @@ class NewApiRatios:
                 ONE if model.completion_ratio is None else Decimal(model.completion_ratio)),
             cache_ratio=ONE if model.cache_ratio is None else Decimal(model.cache_ratio),
             group_ratio=Decimal(relay.group_ratio),
-            audio_price_per_m=_dec(model.audio_price_per_m),
+            audio_price_per_m=to_decimal(model.audio_price_per_m),
         )
 
 
@@ -340,9 +320,6 @@ def new_api_quota(counts: TokenCounts, ratios: NewApiRatios) -> int:
 
 def relay_dollars(quota: int) -> Decimal:
     return Decimal(quota) / QUOTA_PER_RELAY_DOLLAR
-
-
-# -- the one entry point ---------------------------------------------------------------
 
 
 def quote(
@@ -429,9 +406,6 @@ def price_usage(usage: Usage) -> Usage:
     return usage
 
 
-# -- recomputing on purpose ---------------------------------------------------------
-
-
 @dataclass
 class Recomputed:
     rows: int = 0
@@ -463,209 +437,3 @@ def recompute_costs(*, usages: QuerySet[Usage]) -> Recomputed:
                 total_cost=F("total_cost") + delta
             )
     return result
-
-
-# -- importing new-api ratios ------------------------------------------------------------
-
-
-@dataclass
-class RatioImport:
-    updated: list[str] = field(default_factory=list)
-    not_listed: list[str] = field(default_factory=list)
-    group_ratio: Decimal | None = None
-
-
-def _ratio(value: Any) -> Decimal | None:
-    number = _dec(value)
-    if number is None or number < 0:
-        return None
-    return number.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
-
-
-def import_new_api_ratios(*, relay: Relay, payload: Any, group: str = "default") -> RatioImport:
-    """Apply a relay's `GET /api/pricing` answer to its models and switch it to new-api billing.
-
-    Raises ValueError with a plain message when the answer is not new-api's shape.
-    """
-    rows = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(rows, list):
-        raise ValueError("The relay's /api/pricing answer has no list of model prices "
-                         "(is it a new-api relay?).")
-    by_name = {str(row.get("model_name")): row for row in rows
-               if isinstance(row, dict) and row.get("model_name")}
-    result = RatioImport()
-    with transaction.atomic():
-        for model in ChatModel.objects.filter(relay=relay).select_for_update():
-            row = by_name.get(model.model_id) or by_name.get(base_model_ref(model.model_id))
-            if row is None:
-                result.not_listed.append(model.model_id)
-                continue
-            fields = []
-            if row.get("quota_type") == 1 and _ratio(row.get("model_price")) is not None:
-                # Billed per request, in relay dollars: a per-request price.
-                model.price_per_request = _ratio(row.get("model_price"))
-                fields.append("price_per_request")
-            for name in ("model_ratio", "completion_ratio", "cache_ratio"):
-                value = _ratio(row.get(name))
-                if value is not None:
-                    setattr(model, name, value)
-                    fields.append(name)
-            if fields:
-                model.save(update_fields=fields)
-                result.updated.append(model.model_id)
-            else:
-                result.not_listed.append(model.model_id)
-        groups = payload.get("group_ratio") if isinstance(payload, dict) else None
-        relay_fields = ["billing_mode"]
-        relay.billing_mode = BillingMode.NEW_API
-        if isinstance(groups, dict) and _ratio(groups.get(group)) is not None:
-            relay.group_ratio = result.group_ratio = _ratio(groups.get(group))
-            relay_fields.append("group_ratio")
-        relay.save(update_fields=relay_fields)
-    return result
-
-
-# -- budgets ------------------------------------------------------------------------------
-
-
-def month_start(now: datetime | None = None) -> datetime:
-    local = timezone.localtime(now or timezone.now())
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    limit: Decimal
-    currency: str
-    spent: Decimal
-    reserved: Decimal
-    in_flight: int
-    unknown_price_replies: int
-    other_currencies: dict[str, Decimal]
-
-    @property
-    def committed(self) -> Decimal:
-        return self.spent + self.reserved
-
-    @property
-    def share(self) -> Decimal:
-        if self.limit <= 0:
-            return Decimal(1)
-        return self.committed / self.limit
-
-    @property
-    def percent(self) -> int:
-        return int((self.share * 100).to_integral_value(rounding=ROUND_HALF_UP))
-
-    @property
-    def exceeded(self) -> bool:
-        return self.committed >= self.limit
-
-    @property
-    def warning(self) -> bool:
-        return not self.exceeded and self.share >= BUDGET_WARNING_SHARE
-
-    @property
-    def level(self) -> str:
-        return "exceeded" if self.exceeded else "warning" if self.warning else "ok"
-
-
-def budget_status(*, user: AbstractBaseUser, budget: Budget | None = None) -> BudgetStatus | None:
-    """How much of this month's budget is spent or held by replies still being written.
-
-    Spending in other currencies is reported apart, never added in.
-    """
-    if budget is None:
-        budget = Budget.objects.filter(user_id=user.pk).first()
-    if budget is None:
-        return None
-    rows = (
-        Usage.objects.filter(owner_id=user.pk, created_at__gte=month_start())
-        .values("currency")
-        .annotate(spent=Sum("cost"), priced=Count("pk", filter=Q(cost__isnull=False)),
-                  unknown=Count("pk", filter=Q(cost__isnull=True)))
-    )
-    spent, priced, unknown = ZERO, 0, 0
-    others: dict[str, Decimal] = {}
-    for row in rows:
-        if row["currency"] == budget.currency:
-            spent, priced, unknown = _dec(row["spent"]) or ZERO, row["priced"], row["unknown"]
-        elif row["spent"]:
-            others[row["currency"]] = _dec(row["spent"]) or ZERO
-    in_flight = Message.objects.filter(
-        conversation__owner_id=user.pk, role=Message.Role.ASSISTANT,
-        status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-    ).count()
-    average = spent / priced if priced else ZERO
-    return BudgetStatus(
-        limit=Decimal(budget.monthly_limit), currency=budget.currency, spent=spent,
-        reserved=average * in_flight, in_flight=in_flight, unknown_price_replies=unknown,
-        other_currencies=others,
-    )
-
-
-def enforce_budget(*, owner: AbstractBaseUser) -> None:
-    """Refuse a new message or retry once this month's budget is used up.
-
-    Guarantee: call this inside the transaction that creates the pending
-    reply (services.post_message / retry_reply do). The user's Budget row is
-    locked with SELECT … FOR UPDATE (PostgreSQL; SQLite's IMMEDIATE
-    transactions serialise writers outright), so the check and the insert
-    of the pending reply are one step: a second request racing the first
-    waits, then sees the first reply in flight. Replies in flight hold back
-    this month's average reply cost each, since their real cost is only
-    known when they finish. So the limit is overrun by at most what the last
-    admitted replies cost beyond that average — never by an unbounded number
-    of parallel requests.
-    """
-    from .services import ServiceError
-
-    if not transaction.get_connection().in_atomic_block:
-        # Without the caller's transaction the lock would end here; still
-        # check, but the guarantee above needs the caller's transaction.
-        with transaction.atomic():
-            return enforce_budget(owner=owner)
-    budget = Budget.objects.select_for_update().filter(user_id=owner.pk).first()
-    if budget is None:
-        return
-    status = budget_status(user=owner, budget=budget)
-    if status is not None and status.exceeded:
-        raise ServiceError(budget_refusal(status))
-
-
-def budget_refusal(status: BudgetStatus) -> str:
-    held = (
-        f" (including {status.in_flight} repl{'y' if status.in_flight == 1 else 'ies'} still "
-        "being written)" if status.in_flight else ""
-    )
-    return (
-        f"Your monthly budget of {format_money(status.limit, status.currency)} is used up: "
-        f"{format_money(status.committed, status.currency)} spent this month{held}. "
-        "New messages are refused until an administrator raises your budget."
-    )
-
-
-# -- display --------------------------------------------------------------------------------
-
-CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥", "RMB": "¥", "EUR": "€", "GBP": "£", "JPY": "JP¥"}
-
-
-def format_money(amount: Decimal | float | None, currency: str = "USD") -> str:
-    """Small amounts keep their significant digits: $0.000658, not $0.00."""
-    if amount is None:
-        return "price unknown"
-    value = _dec(amount) or ZERO
-    magnitude = abs(value)
-    if magnitude >= 100 or magnitude == 0:
-        places = Decimal("0.01")
-    elif magnitude >= Decimal("0.01"):
-        places = Decimal("0.0001")
-    else:
-        places = Decimal("0.000001")
-    text = format(value.quantize(places, rounding=ROUND_HALF_UP), ",f")
-    if places != Decimal("0.01") and "." in text:
-        text = text.rstrip("0")
-        whole, _, frac = text.partition(".")
-        text = f"{whole}.{frac.ljust(2, '0')}"
-    symbol = CURRENCY_SYMBOLS.get(currency.upper())
-    return f"{symbol}{text}" if symbol else f"{text} {currency}"

@@ -1,4 +1,4 @@
-"""Admin for prices, ratios, budgets and usage (imported by admin.py).
+"""Admin for prices, ratios, budgets and usage (registered by conversations/admin.py).
 
 Extends the shared Relay and ChatModel admins rather than replacing them,
 so what other parts of the app put there stays.
@@ -11,23 +11,24 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.utils.html import format_html
 
-from . import admin as base_admin
-from . import services
-from .concurrency import outside_limit
-from .models import Budget, ChatModel, Relay, Usage
-from .pricing import (
+from conversations.billing.budgets import budget_status
+from conversations.billing.money import format_money
+from conversations.billing.prices import (
     SOURCE_LABELS,
     TokenCounts,
     UnknownPrice,
     base_model_ref,
-    budget_status,
-    format_money,
     has_override,
-    import_new_api_ratios,
     list_price,
     recompute_costs,
 )
-from .relay import RelayClient, RelayError
+from conversations.billing.ratios import import_new_api_ratios
+from conversations.infra.concurrency import outside_limit
+from conversations.models import Budget, ChatModel, Relay, Usage
+from conversations.relays import setup
+from conversations.relays.admin import ChatModelAdmin, RelayAdmin
+from conversations.relays.client import RelayClient
+from conversations.relays.errors import RelayError
 
 PRICE_HELP = {
     "currency": "The money you pay the relay in (e.g. USD, CNY). Costs are stored in it.",
@@ -64,10 +65,10 @@ class PriceHelpMixin:
 # -- relays -----------------------------------------------------------------------
 
 
-class PricedRelayAdmin(PriceHelpMixin, base_admin.RelayAdmin):
-    list_display = [*base_admin.RelayAdmin.list_display, "billing_mode", "currency",
+class PricedRelayAdmin(PriceHelpMixin, RelayAdmin):
+    list_display = [*RelayAdmin.list_display, "billing_mode", "currency",
                     "exchange_rate"]
-    actions = [*base_admin.RelayAdmin.actions, "import_pricing_ratios"]
+    actions = [*RelayAdmin.actions, "import_pricing_ratios"]
 
     @admin.action(description="Import new-api ratios from the relay's /api/pricing")
     def import_pricing_ratios(self, request, queryset: QuerySet[Relay]) -> None:
@@ -94,17 +95,17 @@ class PricedRelayAdmin(PriceHelpMixin, base_admin.RelayAdmin):
 
 
 async def _fetch_pricing(relay: Relay):
-    async with RelayClient(services.relay_target(relay), max_retries=1) as client:
+    async with RelayClient(setup.relay_target(relay), max_retries=1) as client:
         return await client.fetch_pricing()
 
 
 # -- models ---------------------------------------------------------------------------
 
 
-class PricedChatModelAdmin(PriceHelpMixin, base_admin.ChatModelAdmin):
-    list_display = [*base_admin.ChatModelAdmin.list_display, "price_summary"]
+class PricedChatModelAdmin(PriceHelpMixin, ChatModelAdmin):
+    list_display = [*ChatModelAdmin.list_display, "price_summary"]
     list_select_related = ["relay"]
-    readonly_fields = [*getattr(base_admin.ChatModelAdmin, "readonly_fields", []),
+    readonly_fields = [*getattr(ChatModelAdmin, "readonly_fields", []),
                        "list_price_info"]
 
     @admin.display(description="Price")
@@ -199,10 +200,3 @@ class BudgetAdmin(admin.ModelAdmin):
         if status is None:
             return "—"
         return f"{format_money(status.committed, status.currency)} ({status.percent}%)"
-
-
-for model_class, admin_class in [(Relay, PricedRelayAdmin), (ChatModel, PricedChatModelAdmin),
-                                 (Usage, UsageAdmin), (Budget, BudgetAdmin)]:
-    if admin.site.is_registered(model_class):
-        admin.site.unregister(model_class)
-    admin.site.register(model_class, admin_class)

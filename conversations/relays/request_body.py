@@ -21,7 +21,7 @@ from typing import Any
 
 from django.core.files.storage import Storage
 
-from .relay import RelayError
+from conversations.relays.errors import RelayError
 
 # A multiple of 3, so every chunk's base64 stands alone (padding only at the end).
 CHUNK_BYTES = 3 * 512 * 1024

@@ -1,0 +1,9 @@
+"""Custom infrastructure, fenced: each module replaces or bends a library's
+behaviour and says in its docstring which benchmark figure keeps it here.
+
+    concurrency.py  one request at a time in Django's synchronous code
+    layers.py       the in-process channel layer that hands frames straight over
+    netio.py        httpcore's network backend on plain asyncio
+
+Imports nothing from the app.
+"""

@@ -1,0 +1,154 @@
+"""A conversation's history → the `messages` of a chat-completions request.
+
+The history is the conversation's messages before the reply, each user turn
+with its files (spelled for the relay's dialect by relays/dialects.py), each
+answer the user saw as an assistant turn. `request_sent` walks the same
+history to say what a request carried, for the usage estimate and the
+dropped-media check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch
+
+from conversations.errors import ServiceError
+from conversations.models import Attachment, ChatModel, Conversation, Message, Relay
+from conversations.relays.dialects import kind_refusal, media_part
+from conversations.tokens import (
+    TOKENS_PER_IMAGE,
+    SentMedia,
+    SentRequest,
+    estimate_text_tokens,
+    expected_tokens,
+    generated_images_in,
+)
+
+# Assistant turns that the model should see again: what the user saw as an answer.
+REPLAYED_STATUSES = {Message.Status.COMPLETE, Message.Status.CANCELLED}
+
+
+def build_messages(
+    *, conversation: Conversation, reply: Message, relay: Relay
+) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if conversation.system_prompt.strip():
+        messages.append({"role": "system", "content": conversation.system_prompt})
+    history = _history(conversation, reply)
+    model = reply.model or conversation.model
+    media_sent = _turns_with_media_sent(history)
+    current = _current_user_message(history)
+    for message in history:
+        if message.role == Message.Role.USER:
+            content = user_content(
+                message, relay, model=model, include_media=message.pk in media_sent,
+                strict=message is current,
+            )
+            messages.append({"role": "user", "content": content})
+        elif message.status in REPLAYED_STATUSES and message.text.strip():
+            messages.append({"role": "assistant", "content": message.text})
+    return messages
+
+
+def _history(conversation: Conversation, reply: Message) -> list[Message]:
+    return list(
+        conversation.messages.filter(created_at__lt=reply.created_at)
+        .exclude(pk=reply.pk)
+        # A plain list on each message, not the related manager's cache: that
+        # cache is a queryset pointing back at its message, a reference cycle
+        # per message that only the garbage collector frees (a pause felt by
+        # every stream).
+        .prefetch_related(Prefetch("attachments", to_attr="attachment_list"))
+        .order_by("created_at", "pk")
+    )
+
+
+def _current_user_message(history: list[Message]) -> Message | None:
+    return next((m for m in reversed(history) if m.role == Message.Role.USER), None)
+
+
+def _turns_with_media_sent(history: list[Message]) -> set[int]:
+    """User turns whose files go out again: all, or the last HISTORY_MAX_MEDIA_TURNS
+    earlier ones (0 = no cap) plus the turn being answered."""
+    with_media = [m.pk for m in history
+                  if m.role == Message.Role.USER and _attachments(m)]
+    current = _current_user_message(history)
+    cap = settings.HISTORY_MAX_MEDIA_TURNS
+    earlier = [pk for pk in with_media if current is None or pk != current.pk]
+    kept = set(earlier if cap <= 0 else earlier[-cap:])
+    if current is not None and current.pk in with_media:
+        kept.add(current.pk)
+    return kept
+
+
+def _attachments(message: Message) -> list[Attachment]:
+    listed = getattr(message, "attachment_list", None)  # from _history's prefetch
+    return [a for a in (listed if listed is not None else message.attachments.all())
+            if not a.generated]
+
+
+def user_content(
+    message: Message,
+    relay: Relay,
+    *,
+    model: ChatModel | None = None,
+    include_media: bool = True,
+    strict: bool = True,
+) -> str | list[dict[str, Any]]:
+    """One user turn's `content`: a plain string, or text and media parts.
+
+    `strict` (the turn being answered): a file this model or relay cannot take
+    is refused with a message. Earlier turns instead say in a text part that
+    a file was left out, so the conversation goes on after a model change.
+    """
+    attachments = _attachments(message)
+    if not attachments:
+        return message.text
+    parts: list[dict[str, Any]] = []
+    if message.text:
+        parts.append({"type": "text", "text": message.text})
+    for attachment in attachments:
+        if not include_media:
+            parts.append(_note(attachment, "is not sent again, to save tokens"))
+            continue
+        refusal = kind_refusal(kind=attachment.kind, model=model, relay=relay)
+        if refusal and strict:
+            raise ServiceError(f"“{attachment.original_name}” cannot be sent: {refusal}.")
+        if refusal:
+            parts.append(_note(attachment, "is left out: this model or relay cannot take it"))
+            continue
+        parts.append(media_part(attachment, relay.dialect))
+    return parts
+
+
+def _note(attachment: Attachment, what: str) -> dict[str, Any]:
+    return {"type": "text",
+            "text": f"[{attachment.kind} “{attachment.original_name}” from an earlier turn "
+                    f"{what}]"}
+
+
+def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
+    """What the reply's request carried: its text as tokens, and the files sent.
+
+    `relay` None (the reply lost its model): every file of the turns sent counts.
+    """
+    conversation = reply.conversation
+    history = _history(conversation, reply)
+    model = reply.model or conversation.model
+    media_sent = _turns_with_media_sent(history)
+    sent = SentRequest(text_tokens=estimate_text_tokens(conversation.system_prompt))
+    for message in history:
+        if message.role != Message.Role.USER:
+            if message.status in REPLAYED_STATUSES and message.text.strip():
+                sent.text_tokens += estimate_text_tokens(message.text)
+                sent.image_tokens += generated_images_in(message.text) * TOKENS_PER_IMAGE
+            continue
+        sent.text_tokens += estimate_text_tokens(message.text)
+        if message.pk not in media_sent:
+            continue
+        for attachment in _attachments(message):
+            if relay is None or not kind_refusal(kind=attachment.kind, model=model, relay=relay):
+                sent.media.append(SentMedia(attachment, expected_tokens(attachment)))
+    return sent

@@ -1,0 +1,14 @@
+"""The outside world: everything about talking to relays.
+
+    client.py        RelayClient: the only code that speaks HTTP to a relay
+    errors.py        RelayError and the plain-words explanation of every failure
+    stream.py        SSE chunks / JSON completions → StreamEvents
+    request_body.py  request bodies that stream stored files as base64
+    dialects.py      how each media kind is spelled for a relay's dialect
+    checks.py        what a relay did not say (media it dropped silently)
+    setup.py         relays and models created from the environment or imported
+    admin.py         the admin's relay and model pages (billing adds prices)
+
+May import: models, errors, tokens, media (formats, links), infra. Never the
+chat core (services, views, generation) nor billing.
+"""

@@ -1,0 +1,78 @@
+"""Noticing what a relay did not say: media it dropped without an error.
+
+new-api drops content parts it does not know and answers as if nothing
+happened (PROTOCOL.md §2). After each reply that carried files, the usage the
+relay reported is held against what those files should have cost.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from conversations.models import ChatModel, Dialect, Usage
+from conversations.relays.dialects import KIND_WORDS, dialect_name
+from conversations.tokens import SentMedia, SentRequest
+
+
+def _suggested_dialect(dialect: str, kind: str) -> str:
+    if dialect != Dialect.IMAGE_URL_FOR_ALL:
+        return Dialect.IMAGE_URL_FOR_ALL
+    return Dialect.MEDIA_URL_PARTS if kind == "video" else Dialect.OPENAI
+
+
+def _likely_cause(dialect: str, kind: str) -> str:
+    if dialect == Dialect.MEDIA_URL_PARTS and kind == "audio":
+        return "new-api ignores `audio_url` parts without an error"
+    if dialect == Dialect.MEDIA_URL_PARTS and kind == "video":
+        return "new-api reads `video_url` only as a bare string and ignores `video_url` objects"
+    return "the relay probably does not pass this kind of part on to the model"
+
+
+def silent_drop_warnings(*, sent: SentRequest, usage: Usage, model: ChatModel) -> list[str]:
+    """Warnings for media the relay seems to have dropped without saying so.
+
+    `sent`: what the request carried (prompt.request_sent); `model`: the reply's.
+    """
+    if usage.estimated or not isinstance(usage.raw, dict) or not sent.media:
+        return []
+    relay = model.relay
+    text_tokens = sent.text_tokens + sent.image_tokens
+    by_kind: dict[str, list[SentMedia]] = {}
+    for item in sent.media:
+        by_kind.setdefault(item.attachment.kind, []).append(item)
+    expected = {kind: sum(i.expected_tokens for i in items) for kind, items in by_kind.items()}
+    dropped: list[str] = []
+
+    details = usage.raw.get("prompt_tokens_details")
+    reports_audio = isinstance(details, dict) and "audio_tokens" in details
+    non_audio_expected = sum(v for k, v in expected.items() if k != "audio")
+    if "audio" in expected and reports_audio and usage.prompt_audio_tokens == 0:
+        # Some relays fold audio into prompt_tokens; only a prompt too small to
+        # hold the audio as well is evidence of a drop.
+        if usage.prompt_tokens < text_tokens + non_audio_expected + expected["audio"] / 2:
+            dropped.append("audio")
+
+    # The rates are Gemini's; other vendors count images differently (Claude's
+    # tiny image costs a few tokens), so the count test is for Gemini models.
+    visual = [k for k in ("image", "video", "pdf") if k in expected]
+    if visual and "gemini" in model.model_id.lower():
+        counted = usage.prompt_tokens - text_tokens - usage.prompt_audio_tokens
+        total = sum(expected[k] for k in visual)
+        shortfall = total - counted
+        if shortfall >= max(100, total / 4):
+            subsets = itertools.chain.from_iterable(
+                itertools.combinations(visual, n) for n in range(len(visual) + 1)
+            )
+            best = min(subsets, key=lambda s: abs(sum(expected[k] for k in s) - counted))
+            dropped.extend(k for k in visual if k not in best)
+
+    warnings = []
+    for kind in dropped:
+        names = ", ".join(f"“{i.attachment.original_name}”" for i in by_kind[kind])
+        warnings.append(
+            f"The relay seems to have dropped {KIND_WORDS[kind]} ({names}) without an error: "
+            f"the usage it reported has no tokens for it, so the model probably never saw it. "
+            f"Likely cause: {_likely_cause(relay.dialect, kind)}. Try setting the relay's "
+            f"dialect to {dialect_name(_suggested_dialect(relay.dialect, kind))} and retry."
+        )
+    return warnings

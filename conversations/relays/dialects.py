@@ -1,0 +1,104 @@
+"""How a stored file is spelled for a relay's dialect (PROTOCOL.md §2).
+
+| dialect             | image       | audio        | video        | PDF          |
+|---------------------|-------------|--------------|--------------|--------------|
+| `openai`            | `image_url` | `input_audio`| ✗            | `file`       |
+| `image_url-for-all` | `image_url` | `image_url`  | `image_url`  | `image_url`  |
+| `media-url-parts`   | `image_url` | `audio_url`  | `video_url`  | `image_url`  |
+| `openrouter`        | `image_url` | `input_audio`| `video_url`  | `file`       |
+| `images-only`       | `image_url` | ✗            | ✗            | ✗            |
+
+A file goes inline as a `data:` URI (an `InlineData` placeholder, streamed
+from storage while the request is sent), or, when PUBLIC_BASE_URL is set and
+the file is large, as a signed link the relay downloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from conversations.media.formats import relay_mime
+from conversations.media.links import signed_url
+from conversations.models import Attachment, ChatModel, Dialect, Relay
+from conversations.relays.request_body import InlineData
+
+KIND_WORDS = {"image": "an image", "audio": "audio", "video": "a video", "pdf": "a PDF"}
+
+
+# What each dialect has a way to send at all.
+DIALECT_KINDS: dict[str, set[str]] = {
+    Dialect.OPENAI: {"image", "audio", "pdf"},
+    Dialect.IMAGE_URL_FOR_ALL: {"image", "audio", "video", "pdf"},
+    Dialect.MEDIA_URL_PARTS: {"image", "audio", "video", "pdf"},
+    Dialect.OPENROUTER: {"image", "audio", "video", "pdf"},
+    Dialect.IMAGES_ONLY: {"image"},
+}
+
+
+# input_audio's `format`.
+AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
+
+
+def dialect_name(dialect: str) -> str:
+    return f"“{dialect}”"
+
+
+def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
+    """Why a file of `kind` cannot be sent to this model through this relay, or ''."""
+    if kind not in DIALECT_KINDS.get(relay.dialect, set()):
+        others = [d for d, kinds in DIALECT_KINDS.items() if kind in kinds]
+        return (
+            f"the relay “{relay.name}” is set to the {dialect_name(relay.dialect)} dialect, "
+            f"which has no way to send {KIND_WORDS[kind]}. If its models take "
+            f"{KIND_WORDS[kind]}, change the relay's dialect (e.g. "
+            f"{dialect_name(others[0] if relay.dialect != others[0] else others[-1])}) "
+            "in the admin, or pick a model on another relay"
+        )
+    if model is not None and not getattr(model, f"accepts_{kind}", False):
+        return (
+            f"{model} does not accept {KIND_WORDS[kind]}. Pick a model that does in the "
+            "conversation's settings"
+        )
+    return ""
+
+
+def media_part(attachment: Attachment, dialect: str) -> dict[str, Any]:
+    """The content part for one stored file, spelled for `dialect`."""
+    kind = attachment.kind
+    if dialect in (Dialect.OPENAI, Dialect.OPENROUTER):
+        if kind == "audio":
+            return {"type": "input_audio", "input_audio": {
+                "data": _inline(attachment, bare=True),
+                "format": AUDIO_FORMATS.get(attachment.mime, "mp3"),
+            }}
+        if kind == "pdf":
+            return {"type": "file", "file": {
+                "filename": _pdf_filename(attachment.original_name),
+                "file_data": _inline(attachment),
+            }}
+    if dialect == Dialect.MEDIA_URL_PARTS and kind in ("audio", "video"):
+        key = f"{kind}_url"
+        return {"type": key, key: {"url": _url(attachment)}}
+    if dialect == Dialect.OPENROUTER and kind == "video":
+        return {"type": "video_url", "video_url": {"url": _url(attachment)}}
+    return {"type": "image_url", "image_url": {"url": _url(attachment)}}
+
+
+def _pdf_filename(name: str) -> str:
+    return name if name.lower().endswith(".pdf") else f"{name}.pdf"
+
+
+def _inline(attachment: Attachment, *, bare: bool = False) -> InlineData:
+    return InlineData(
+        storage=attachment.file.storage, name=attachment.file.name, size=attachment.size,
+        mime=relay_mime(attachment.mime), bare=bare, label=attachment.original_name,
+    )
+
+
+def _url(attachment: Attachment) -> InlineData | str:
+    """A signed link when the relay can reach us and the file is large; else inline."""
+    if settings.PUBLIC_BASE_URL and attachment.size >= settings.MEDIA_LINK_MIN_BYTES:
+        return signed_url(attachment)
+    return _inline(attachment)

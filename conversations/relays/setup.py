@@ -1,0 +1,92 @@
+"""Relays and models created for the app: from the environment on first start,
+the built-in simulator's, and those imported from a relay's /v1/models.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from conversations.models import ChatModel, Dialect, Relay
+from conversations.relays.client import RelayTarget
+
+SIMULATED_RELAY_NAME = "Relay simulator"
+
+
+def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
+    """Create the relay configured by the environment on first start.
+
+    With RELAY_BASE_URL set, that relay (and RELAY_MODELS) is created once.
+    Without it, the built-in simulator relay is created, and its address is
+    pointed at `simulator_url` (the running server's own /simulator mount).
+    """
+    if settings.RELAY_BASE_URL:
+        relay, created = Relay.objects.get_or_create(
+            base_url=settings.RELAY_BASE_URL.rstrip("/"),
+            defaults={
+                "name": _unique_relay_name("Relay"),
+                "api_key": settings.RELAY_API_KEY,
+                "dialect": settings.RELAY_DIALECT or Dialect.OPENAI,
+            },
+        )
+        if created:
+            for model_id in settings.RELAY_MODELS:
+                ChatModel.objects.get_or_create(
+                    relay=relay, model_id=model_id,
+                    defaults={"accepts_image": True, "display_name": model_id},
+                )
+        return relay
+    if not simulator_url:
+        return Relay.objects.filter(is_simulated=True).first()
+    relay, created = Relay.objects.get_or_create(
+        is_simulated=True,
+        name=SIMULATED_RELAY_NAME,
+        defaults={"base_url": simulator_url, "api_key": "sim-local-key",
+                  "dialect": Dialect.OPENAI},
+    )
+    if not created and relay.base_url != simulator_url:
+        relay.base_url = simulator_url
+        relay.save(update_fields=["base_url"])
+    if created:
+        create_simulated_models(relay=relay)
+    return relay
+
+
+def create_simulated_models(*, relay: Relay) -> None:
+    all_media = {"accepts_image": True, "accepts_audio": True, "accepts_video": True,
+                 "accepts_pdf": True}
+    specs = [
+        ("gemini-2.5-flash", "Gemini 2.5 Flash (simulated)", all_media),
+        ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite (simulated)", all_media),
+        ("gemini-3.1-flash-lite-preview", "Gemini 3.1 Flash-Lite (simulated)", all_media),
+        ("gpt-4o-mini", "GPT-4o mini (simulated)", {"accepts_image": True}),
+        ("gemini-2.5-flash@reasoning", "Thinking model (simulated)", all_media),
+        ("gemini-2.5-flash@fail=401,message=该令牌额度已用尽",
+         "Out-of-quota key (simulated failure)", {}),
+    ]
+    for model_id, name, flags in specs:
+        ChatModel.objects.get_or_create(
+            relay=relay, model_id=model_id, defaults={"display_name": name, **flags}
+        )
+
+
+def _unique_relay_name(base: str) -> str:
+    name, n = base, 1
+    while Relay.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base} {n}"
+    return name
+
+
+def relay_target(relay: Relay) -> RelayTarget:
+    return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
+
+
+def import_models(*, relay: Relay, model_ids: list[str]) -> list[ChatModel]:
+    created = []
+    for model_id in model_ids:
+        model, was_created = ChatModel.objects.get_or_create(
+            relay=relay, model_id=model_id, defaults={"display_name": model_id}
+        )
+        if was_created:
+            created.append(model)
+    return created

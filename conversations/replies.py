@@ -1,0 +1,253 @@
+"""The generation's side of a reply, each step one transaction: begin (build the
+request, mark it streaming), checkpoint the partial text, finish (text, usage
+and cost saved once), and close the replies whose process died.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations.billing.prices import price_usage
+from conversations.billing.usage import estimate_usage, usage_fields
+from conversations.errors import ServiceError
+from conversations.models import ChatModel, Conversation, Message, Usage
+from conversations.prompt import build_messages, request_sent
+from conversations.relays.checks import silent_drop_warnings
+from conversations.relays.client import RelayTarget
+from conversations.relays.setup import relay_target
+from conversations.tokens import SentRequest
+
+logger = logging.getLogger(__name__)
+
+# What a reply whose process died says, wherever it is noticed.
+DEAD_REPLY_ERROR = (
+    "The server stopped while this reply was being written; what arrived before that is kept."
+)
+
+
+@dataclass(frozen=True)
+class ReplyJob:
+    """Everything a generation needs, read once from the database."""
+
+    message_id: int
+    conversation_id: int
+    owner_id: int
+    target: RelayTarget
+    body: dict[str, Any]
+    model: ChatModel  # with its relay, as the reply began: it prices the reply
+
+
+def begin_reply(message_id: int) -> ReplyJob | None:
+    """Mark a pending reply as streaming and build its request, or None if gone."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("conversation", "model__relay")
+            .filter(pk=message_id, status=Message.Status.PENDING)
+            .first()
+        )
+        if message is None:
+            return None
+        conversation = message.conversation
+        model = message.model or conversation.model
+        if model is None:
+            _fail(message, "This conversation has no model any more; pick one and retry.")
+            return None
+        relay = model.relay
+        try:
+            target = relay_target(relay)
+            messages = build_messages(conversation=conversation, reply=message, relay=relay)
+        except (ServiceError, ValueError) as exc:
+            _fail(message, getattr(exc, "message", str(exc)))
+            return None
+        body: dict[str, Any] = {"model": model.model_id, "messages": messages}
+        if conversation.temperature is not None:
+            body["temperature"] = conversation.temperature
+        if conversation.top_p is not None:
+            body["top_p"] = conversation.top_p
+        if conversation.max_tokens:
+            body["max_tokens"] = conversation.max_tokens
+        message.status = Message.Status.STREAMING
+        message.updated_at = timezone.now()
+        message.save(update_fields=["status", "updated_at"])
+    return ReplyJob(
+        message_id=message.pk, conversation_id=conversation.pk, owner_id=conversation.owner_id,
+        target=target, body=body, model=model,
+    )
+
+
+def _fail(message: Message, error: str) -> None:
+    message.status = Message.Status.FAILED
+    message.error = error
+    message.updated_at = message.completed_at = timezone.now()
+    message.save(update_fields=["status", "error", "updated_at", "completed_at"])
+
+
+def checkpoint_replies(batch: list[tuple[int, str, str]]) -> None:
+    """Save the partial text of streaming replies, (message id, text, reasoning) each.
+
+    One statement run for all of them (executemany) in one transaction; a
+    reply that finished meanwhile is left alone. Not a queryset update per
+    reply: this runs every second during streaming, and building a hundred
+    ORM queries holds the GIL for tens of milliseconds, stalling every frame.
+    """
+    if not batch:
+        return
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    # Identifiers come from the model and are quoted; every value is a parameter.
+    sql = (
+        f"UPDATE {quote(Message._meta.db_table)} SET {quote('text')} = %s, "  # noqa: S608
+        f"{quote('reasoning')} = %s, {quote('updated_at')} = %s "
+        f"WHERE {quote('id')} = %s AND {quote('status')} = %s"
+    )
+    now = Message._meta.get_field("updated_at").get_db_prep_value(
+        timezone.now(), connection
+    )
+    rows = [
+        (text, reasoning, now, message_id, Message.Status.STREAMING.value)
+        for message_id, text, reasoning in batch
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+FINISH_WARNINGS = {
+    "length": "The reply stopped at the Max tokens limit; raise it and retry for the rest.",
+    "content_filter": "The model's content filter cut this reply short.",
+    "": "The relay ended the reply without saying it was finished, so it may be cut short.",
+}
+
+
+@dataclass
+class ReplyOutcome:
+    status: str
+    text: str
+    reasoning: str = ""
+    finish_reason: str = ""
+    usage: dict | None = None
+    error: str = ""
+    error_code: str = ""
+    error_status: int | None = None
+    images: list[str] | None = None
+    sent_media: bool = True  # False: the request carried no file, so none was dropped
+
+
+def finish_reply(
+    *, message_id: int, outcome: ReplyOutcome, job: ReplyJob | None = None
+) -> Message | None:
+    """Save the final text, usage and cost of a reply, once.
+
+    `job`: what begin_reply read (the model with its relay, the owner), so
+    the reply's row is read alone. The joined read costs a millisecond more
+    of query building on the thread every generation shares.
+    """
+    with transaction.atomic():
+        query = Message.objects.select_for_update(of=("self",)).filter(pk=message_id)
+        if job is None:
+            query = query.select_related("conversation", "model__relay")
+        message = query.first()
+        if message is None or not message.is_in_flight:
+            return message  # already finished (e.g. stopped from a dead process's row)
+        owner_id = job.owner_id if job is not None else message.conversation.owner_id
+        if job is not None and message.model_id == job.model.pk:
+            message.model = job.model
+        now = timezone.now()
+        message.text = outcome.text
+        message.reasoning = outcome.reasoning
+        message.status = outcome.status
+        message.finish_reason = outcome.finish_reason
+        message.error = outcome.error
+        message.error_code = outcome.error_code
+        message.error_status = outcome.error_status
+        warnings = []
+        if outcome.status == Message.Status.COMPLETE and outcome.finish_reason not in (
+            "stop", "tool_calls"
+        ):
+            warnings.append(FINISH_WARNINGS.get(outcome.finish_reason, FINISH_WARNINGS[""]))
+        message.updated_at = message.completed_at = now
+        # What the request carried: for the dropped-media check, and for the
+        # estimate when the relay reported no usage.
+        sent = _request_sent(message) if outcome.sent_media else None
+        usage = record_usage(message=message, raw=outcome.usage, owner_id=owner_id, sent=sent)
+        if usage is not None and sent is not None and message.model is not None:
+            warnings.extend(silent_drop_warnings(sent=sent, usage=usage, model=message.model))
+        message.warning = "\n".join(w for w in warnings if w)
+        message.save(
+            update_fields=[
+                "text", "reasoning", "status", "finish_reason", "error", "error_code",
+                "error_status", "warning", "updated_at", "completed_at",
+            ]
+        )
+    return message
+
+
+def _request_sent(message: Message) -> SentRequest:
+    return request_sent(reply=message, relay=message.model.relay if message.model else None)
+
+
+def record_usage(
+    *, message: Message, raw: dict | None, owner_id: int | None = None,
+    sent: SentRequest | None = None,
+) -> Usage | None:
+    """One Usage row per reply that reached the relay, with its cost frozen.
+
+    Without usage from the relay, the row is an estimate from what the
+    request carried (`sent`, worked out here when not given).
+    """
+    if raw is None and not message.text and not message.reasoning:
+        return None  # nothing reached us: nothing to count or charge
+    fields = usage_fields(raw)
+    if fields is None:
+        fields = estimate_usage(message, sent if sent is not None else _request_sent(message))
+    model = message.model
+    usage = Usage(
+        message=message,
+        owner_id=owner_id if owner_id is not None else message.conversation.owner_id,
+        conversation_id=message.conversation_id, model=model,
+        relay=model.relay if model else None, model_name=model.model_id if model else "",
+        raw=raw, **fields,
+    )
+    price_usage(usage)
+    usage.save()
+    if usage.cost:
+        Conversation.objects.filter(pk=message.conversation_id).update(
+            total_cost=F("total_cost") + usage.cost
+        )
+    return usage
+
+
+def close_dead_replies(
+    *, message_id: int | None = None, older_than: timedelta | None = None
+) -> list[int]:
+    """Replies in flight whose process died become `interrupted`, keeping their text.
+
+    A running reply's row is written at least every STREAM_CHECKPOINT_INTERVAL
+    (the checkpoint is its heartbeat, seen by every process), so one untouched
+    for STREAM_STALE_AFTER has nobody writing it. `message_id`: that reply
+    alone. Returns the ids closed, for the caller to announce.
+    """
+    if older_than is None:
+        older_than = timedelta(seconds=settings.STREAM_STALE_AFTER)
+    now = timezone.now()
+    stale = Message.objects.in_flight().filter(updated_at__lt=now - older_than)
+    if message_id is not None:
+        stale = stale.filter(pk=message_id)
+    with transaction.atomic():
+        ids = list(stale.select_for_update().values_list("pk", flat=True))
+        if ids:
+            stale.filter(pk__in=ids).update(
+                status=Message.Status.INTERRUPTED, error=DEAD_REPLY_ERROR,
+                updated_at=now, completed_at=now,
+            )
+    if ids:
+        logger.info("marked %d unfinished replies as interrupted", len(ids))
+    return ids
