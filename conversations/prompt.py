@@ -14,9 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Prefetch
 
+from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
 from conversations.models import Attachment, ChatModel, Conversation, Message, Relay
-from conversations.relays.dialects import kind_refusal, media_part
+from conversations.relays.dialects import media_part
 from conversations.tokens import (
     TOKENS_PER_IMAGE,
     SentMedia,

@@ -33,13 +33,13 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
 from conversations.infra.concurrency import outside_limit
 from conversations.media import probe
 from conversations.media.formats import RELAY_MIME
 from conversations.media.probe import KIND_OF_MIME, Details
 from conversations.models import Attachment, ChatModel, Message, Relay
-from conversations.relays.dialects import kind_refusal
 
 MAX_NAME_CHARS = 120
 MAX_PIXELS = 60_000_000

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 
+from conversations.capabilities import KIND_WORDS, dialect_name
 from conversations.models import ChatModel, Dialect, Usage
-from conversations.relays.dialects import KIND_WORDS, dialect_name
 from conversations.tokens import SentMedia, SentRequest
 
 

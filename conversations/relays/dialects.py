@@ -21,47 +21,15 @@ from django.conf import settings
 
 from conversations.media.formats import relay_mime
 from conversations.media.links import signed_url
-from conversations.models import Attachment, ChatModel, Dialect, Relay
+from conversations.models import Attachment, Dialect
 from conversations.relays.request_body import InlineData
-
-KIND_WORDS = {"image": "an image", "audio": "audio", "video": "a video", "pdf": "a PDF"}
-
-
-# What each dialect has a way to send at all.
-DIALECT_KINDS: dict[str, set[str]] = {
-    Dialect.OPENAI: {"image", "audio", "pdf"},
-    Dialect.IMAGE_URL_FOR_ALL: {"image", "audio", "video", "pdf"},
-    Dialect.MEDIA_URL_PARTS: {"image", "audio", "video", "pdf"},
-    Dialect.OPENROUTER: {"image", "audio", "video", "pdf"},
-    Dialect.IMAGES_ONLY: {"image"},
-}
-
 
 # input_audio's `format`.
 AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 
 
-def dialect_name(dialect: str) -> str:
-    return f"“{dialect}”"
 
 
-def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
-    """Why a file of `kind` cannot be sent to this model through this relay, or ''."""
-    if kind not in DIALECT_KINDS.get(relay.dialect, set()):
-        others = [d for d, kinds in DIALECT_KINDS.items() if kind in kinds]
-        return (
-            f"the relay “{relay.name}” is set to the {dialect_name(relay.dialect)} dialect, "
-            f"which has no way to send {KIND_WORDS[kind]}. If its models take "
-            f"{KIND_WORDS[kind]}, change the relay's dialect (e.g. "
-            f"{dialect_name(others[0] if relay.dialect != others[0] else others[-1])}) "
-            "in the admin, or pick a model on another relay"
-        )
-    if model is not None and not getattr(model, f"accepts_{kind}", False):
-        return (
-            f"{model} does not accept {KIND_WORDS[kind]}. Pick a model that does in the "
-            "conversation's settings"
-        )
-    return ""
 
 
 def media_part(attachment: Attachment, dialect: str) -> dict[str, Any]:

@@ -1,0 +1,45 @@
+"""What a model and its relay can take: the rule every refusal of a file uses.
+
+A relay's dialect decides which media kinds it has any way to send
+(relays/dialects.py spells them); a model's flags decide which it accepts.
+Uploads are refused with this rule, and so are files of earlier turns when
+the request is built. Imports only the models.
+"""
+
+from __future__ import annotations
+
+from conversations.models import ChatModel, Dialect, Relay
+
+KIND_WORDS = {"image": "an image", "audio": "audio", "video": "a video", "pdf": "a PDF"}
+
+# What each dialect has a way to send at all.
+DIALECT_KINDS: dict[str, set[str]] = {
+    Dialect.OPENAI: {"image", "audio", "pdf"},
+    Dialect.IMAGE_URL_FOR_ALL: {"image", "audio", "video", "pdf"},
+    Dialect.MEDIA_URL_PARTS: {"image", "audio", "video", "pdf"},
+    Dialect.OPENROUTER: {"image", "audio", "video", "pdf"},
+    Dialect.IMAGES_ONLY: {"image"},
+}
+
+
+def dialect_name(dialect: str) -> str:
+    return f"“{dialect}”"
+
+
+def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
+    """Why a file of `kind` cannot be sent to this model through this relay, or ''."""
+    if kind not in DIALECT_KINDS.get(relay.dialect, set()):
+        others = [d for d, kinds in DIALECT_KINDS.items() if kind in kinds]
+        return (
+            f"the relay “{relay.name}” is set to the {dialect_name(relay.dialect)} dialect, "
+            f"which has no way to send {KIND_WORDS[kind]}. If its models take "
+            f"{KIND_WORDS[kind]}, change the relay's dialect (e.g. "
+            f"{dialect_name(others[0] if relay.dialect != others[0] else others[-1])}) "
+            "in the admin, or pick a model on another relay"
+        )
+    if model is not None and not getattr(model, f"accepts_{kind}", False):
+        return (
+            f"{model} does not accept {KIND_WORDS[kind]}. Pick a model that does in the "
+            "conversation's settings"
+        )
+    return ""
