@@ -82,9 +82,17 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-# How many requests run their synchronous views at once (conversations/concurrency.py):
-# more request threads than this take the GIL from the loop that streams replies.
-SYNC_REQUEST_LIMIT = env_int("SYNC_REQUEST_LIMIT", 1)
+# Where replies are generated: "process" (in each server process, the embedded
+# default) or "workers" (in separate generation worker processes, sharing Redis
+# and the database with the web processes; `manage.py serve --workers N` sets it).
+GENERATION_MODE = env_str("GENERATION_MODE", "process")
+if GENERATION_MODE not in {"process", "workers"}:
+    raise ImproperlyConfigured("GENERATION_MODE must be 'process' or 'workers'.")
+
+# How many requests run their synchronous views at once (conversations/infra/concurrency.py):
+# more request threads than this take the GIL from the loop that streams replies. Web
+# processes that generate nothing have no such loop to protect: no limit (0) there.
+SYNC_REQUEST_LIMIT = env_int("SYNC_REQUEST_LIMIT", 1 if GENERATION_MODE == "process" else 0)
 
 ROOT_URLCONF = "chatsite.urls"
 ASGI_APPLICATION = "chatsite.asgi.application"

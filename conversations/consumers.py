@@ -6,12 +6,15 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from conversations.events import (
+    CONVERSATION_TYPES,
+    ConversationEvent,
     GenerationResync,
     MessagesCreated,
     ReplyFinished,
     ReplyFrame,
     control_group,
     conversation_group,
+    publish,
 )
 from conversations.fragments import frame_html, messages_upsert
 from conversations.models import Conversation
@@ -53,7 +56,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         resync: GenerationResync = {
             "type": "generation.resync", "reply_channel": self.channel_name
         }
-        await self.channel_layer.group_send(control_group(self.conversation_id), dict(resync))
+        await publish(control_group(self.conversation_id), resync)
 
     async def disconnect(self, code: int) -> None:
         stop_delivering = getattr(self.channel_layer, "stop_delivering", None)
@@ -69,7 +72,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # Events this socket forwards: they carry their HTML (a frame, its blocks)
     # and touch no database.
-    _FORWARDED = frozenset({"reply.frame", "reply.finished", "messages.created"})
+    _FORWARDED = CONVERSATION_TYPES
 
     async def dispatch(self, message) -> None:
         if message.get("type") in self._FORWARDED:
@@ -79,6 +82,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._forward(message)
             return
         await super().dispatch(message)
+
+    async def reply_frame(self, event: ReplyFrame) -> None:
+        await self._send_html(frame_html(event))
+
+    async def reply_finished(self, event: ReplyFinished) -> None:
+        await self._send_html(event["html"])
+
+    async def messages_created(self, event: MessagesCreated) -> None:
+        await self._send_html(event["html"])
+
+    async def _send_html(self, html: str) -> None:
+        if html:
+            await self.send(text_data=html)
 
     async def _deliver(self, message: dict) -> None:
         """Handed over directly by the in-process layer, in the sender's step.
@@ -97,10 +113,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._forward(self._early.pop(0))
         self._live = True  # no await since the queue was seen empty
 
-    async def _forward(self, event: ReplyFrame | ReplyFinished | MessagesCreated) -> None:
-        html = frame_html(event) if event["type"] == "reply.frame" else event["html"]
-        if html:
-            await self.send(text_data=html)
+    async def _forward(self, event: ConversationEvent) -> None:
+        """The handler of the event's type (channels' own naming: `reply.frame` →
+        `reply_frame`), called without channels' dispatch hop."""
+        await getattr(self, event["type"].replace(".", "_"))(event)
 
     # -- database -------------------------------------------------------------
 

@@ -2,16 +2,24 @@
 
 Two kinds of group per conversation:
 - `conversation-<id>`: what browsers watching the conversation receive;
-- `control-<id>`: what running generations listen to (stop, resync).
+- `control-<id>`: what running generations listen to (stop, resync);
+and one channel, GENERATION_REQUESTS, on which web processes hand replies to
+the generation workers (GENERATION_MODE=workers).
 A generation may run in another server process than the browser's socket;
 with Redis as the channel layer both reach each other through these groups.
+
+`publish` and `send_to_channel` take only the types declared here, and each
+group only its own kinds: a typo or a frame sent to the wrong group fails at
+once instead of vanishing.
 """
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, get_args, get_type_hints
 
 from channels.layers import get_channel_layer
+
+GENERATION_REQUESTS = "generation.requests"
 
 Block = tuple[int, str]  # (index within the reply, sanitised HTML)
 
@@ -67,7 +75,50 @@ class GenerationResync(TypedDict):
     reply_channel: str
 
 
-async def publish(group: str, event: dict) -> None:
+class GenerationRequest(TypedDict):
+    """A web process asks the generation workers for a reply (after its commit)."""
+
+    type: Literal["generation.request"]
+    message_id: int
+    announce_group: str  # "" or the group `announce` goes to before the first frame
+    announce: MessagesCreated | None
+
+
+ConversationEvent = ReplyFrame | ReplyFinished | MessagesCreated
+ControlEvent = GenerationStop | GenerationResync
+Event = ConversationEvent | ControlEvent | GenerationRequest
+
+
+def _types(*events: type) -> frozenset[str]:
+    return frozenset(get_args(get_type_hints(e)["type"])[0] for e in events)
+
+
+CONVERSATION_TYPES = _types(ReplyFrame, ReplyFinished, MessagesCreated)
+CONTROL_TYPES = _types(GenerationStop, GenerationResync)
+REQUEST_TYPES = _types(GenerationRequest)
+_GROUP_KINDS = {"conversation-": CONVERSATION_TYPES, "control-": CONTROL_TYPES}
+
+
+def _check(event: Event, allowed: frozenset[str], where: str) -> None:
+    kind = event.get("type") if isinstance(event, dict) else None
+    if kind not in allowed:
+        raise TypeError(f"{kind!r} is not an event {where} takes ({', '.join(sorted(allowed))})")
+
+
+async def publish(group: str, event: Event) -> None:
+    """Send an event to every member of a conversation's or control group."""
+    prefix = group.split("-", 1)[0] + "-"
+    _check(event, _GROUP_KINDS.get(prefix, frozenset()), f"the group {group!r}")
     layer = get_channel_layer()
     if layer is not None:
         await layer.group_send(group, event)
+
+
+async def send_to_channel(channel: str, event: Event) -> None:
+    """Send an event to one channel: a page's socket (a catch-up snapshot) or
+    the generation workers' requests."""
+    allowed = REQUEST_TYPES if channel == GENERATION_REQUESTS else CONVERSATION_TYPES
+    _check(event, allowed, f"the channel {channel!r}")
+    layer = get_channel_layer()
+    if layer is not None:
+        await layer.send(channel, event)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -80,3 +84,27 @@ def test_the_limit_is_first_in_the_middleware_and_one_by_default():
     assert settings.MIDDLEWARE[0] == "conversations.infra.concurrency.SyncWorkLimit"
     assert settings.SYNC_REQUEST_LIMIT == 1
 
+
+
+def test_serve_refuses_several_processes_without_redis(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--workers", "2", "--no-migrate"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--workers above 1 needs REDIS_URL" in result.stderr
+
+
+@override_settings(SYNC_REQUEST_LIMIT=0)
+def test_without_a_limit_requests_run_side_by_side():
+    inside = threading.Barrier(2, timeout=5)
+    limit = SyncWorkLimit(lambda request: inside.wait())
+    threads = [threading.Thread(target=limit, args=(None,)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not inside.broken  # both were inside at once

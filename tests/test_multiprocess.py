@@ -40,13 +40,13 @@ def shared_database(postgres_url):
 
 
 class Server:
-    def __init__(self, env: dict, log: Path) -> None:
+    def __init__(self, env: dict, log: Path, *extra: str) -> None:
         self.port = free_port()
         self.log = log
         self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.port), "--no-migrate",
-             "--log-level", "warning"],
+             "--log-level", "warning", *extra],
             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
         )
 
@@ -75,7 +75,7 @@ class Server:
 
 
 @pytest.fixture
-def two_servers(shared_database, redis_url, tmp_path):
+def shared_env(shared_database, redis_url, tmp_path):
     env = {
         **os.environ,
         "DATABASE_URL": shared_database,
@@ -94,7 +94,12 @@ def two_servers(shared_database, redis_url, tmp_path):
          f"User.objects.create_user('alice', '', '{PASSWORD}')"],
         cwd=ROOT, env=env, check=True,
     )
-    servers = [Server(env, tmp_path / "a.log"), Server(env, tmp_path / "b.log")]
+    return env
+
+
+@pytest.fixture
+def two_servers(shared_env, tmp_path):
+    servers = [Server(shared_env, tmp_path / "a.log"), Server(shared_env, tmp_path / "b.log")]
     try:
         for server in servers:
             server.wait()
@@ -193,3 +198,40 @@ def test_stop_pressed_on_one_process_stops_the_generation_on_the_other(two_serve
     )
     kept = re.search(rf'id="m{reply_id}-text"[^>]*>(.*?)</div>\s*(?:<footer|<p)', page, re.S)
     assert kept and "You said" in kept.group(1)
+
+
+@pytest.fixture
+def served_with_workers(shared_env, tmp_path):
+    server = Server(shared_env, tmp_path / "workers.log", "--workers", "2")
+    try:
+        server.wait()
+        yield server
+    finally:
+        server.stop()
+
+
+def _worker_pids(server: Server) -> set[int]:
+    """The processes under `serve --workers`: uvicorn's web children and the worker."""
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(server.process.pid)],
+                         capture_output=True, text=True).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if line.strip()}
+
+
+def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
+        served_with_workers):
+    server = served_with_workers
+    client = _sign_in(server.url)
+    response = _post(client, "/c/new/", {
+        "model": _model_id(client, "Gemini 2.5 Flash (simulated)"), "text": "hello workers",
+    })
+    assert response.status_code == 200, response.text
+    conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
+    ws_url = f"ws://127.0.0.1:{server.port}/ws/conversations/{conversation_id}/"
+    received = asyncio.run(_listen(ws_url, client.cookies, "message-assistant status-complete"))
+    assert re.search(r'hx-swap-oob="beforeend:#m\d+-text"', received), "no live frames"
+    assert "You said: hello workers" in received
+    # Two web processes and one generation worker run under the one command.
+    children = subprocess.run(["ps", "-o", "args=", "--ppid", str(server.process.pid)],
+                              capture_output=True, text=True).stdout
+    assert "generate" in children, children
+    assert len(_worker_pids(server)) >= 2, children

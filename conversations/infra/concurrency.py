@@ -14,6 +14,11 @@ The work done is the same and in the same order, and the loop keeps its
 share of the CPU. Request bodies are read, and responses (files included)
 sent, outside the limit: it covers the middleware and the view.
 
+With 0 there is no limit: a web process whose replies are generated in
+worker processes (GENERATION_MODE=workers) has no streaming loop to protect,
+and a slow page then holds up no other (see bench/streaming.py's head-of-line
+figure, both ways).
+
 A request that waits on something slow that is not Python work (ffmpeg, a
 relay's HTTP answer) steps out of the limit meanwhile with `outside_limit()`,
 so one user's video conversion does not hold up everyone's pages.
@@ -35,10 +40,11 @@ class SyncWorkLimit:
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
-        self.slots = threading.BoundedSemaphore(max(1, settings.SYNC_REQUEST_LIMIT))
+        limit = settings.SYNC_REQUEST_LIMIT
+        self.slots = threading.BoundedSemaphore(limit) if limit > 0 else None
 
     def __call__(self, request):
-        if getattr(_held, "slots", None) is not None:
+        if self.slots is None or getattr(_held, "slots", None) is not None:
             # Already inside a request in this thread (a view calling another
             # through the test client): waiting for a slot would wait for itself.
             return self.get_response(request)
