@@ -1,12 +1,22 @@
-"""How much delay the app adds between the relay and the browser's WebSocket.
+"""How much delay the app adds between the relay and the browser's WebSocket,
+how long a person waits from pressing Send to the first token, and whether a
+slow page holds up anyone else's.
 
-    .venv/bin/python bench/streaming.py [--concurrency 1 100] [--tokens 75] [--rate 25]
+    .venv/bin/python bench/streaming.py [--config embedded team] [--concurrency 1 100]
+                                        [--tokens 75] [--rate 25] [--workers 2]
 
-Starts the relay simulator and the app (`manage.py serve`, one process, SQLite,
-in-memory channel layer) as separate processes on loopback, creates one
-conversation per concurrent stream, connects a WebSocket to each, posts
-messages to each, and at the same time runs the same number of bare httpx
-streams straight to the simulator, on the same schedule.
+Configurations (each measured in the same run):
+- embedded: `manage.py serve`, one process, SQLite, the in-memory channel layer
+  (the one-command default);
+- team: `manage.py serve --workers N` (N web processes and a generation
+  worker) on PostgreSQL and Redis, as the README recommends for a team. The
+  bench makes its own database and Redis prefix and removes them after.
+
+For each, the relay simulator and the app run as separate processes on
+loopback; the bench creates one conversation per concurrent stream, connects
+a WebSocket to each, posts messages to each, and at the same time runs the
+same number of bare httpx streams straight to the simulator, on the same
+schedule.
 
 Each concurrency above 1 runs twice:
 - sustained: every conversation posts its next message as soon as its reply
@@ -22,6 +32,14 @@ shared by all processes on the machine, so a client can compute each chunk's
 lag on arrival. The bare httpx clients run in the same process under the same
 load, so their lag is the baseline: what the measuring client itself adds on
 2 cores. Reported figures are the WebSocket lag minus that baseline.
+
+Send → first token is what a person feels: from the moment the POST is sent
+to the first token arriving on the page's WebSocket (the relay's own time to
+its first token, the bare baseline's, is printed beside it).
+
+Head-of-line: another user's conversation page of `--slow-messages` messages
+takes about two seconds to render; a cheap page (the new-chat page) is timed
+alone, then while that slow page is being served.
 
 Checks that every reply is complete and identical to what the simulator sent:
 the stamps received live, and the text stored in the database.
@@ -45,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import uvloop
 import websockets
 from httpx_sse import EventSource
@@ -59,6 +78,8 @@ ENDED = re.compile(
     r'id="message-(\d+)" class="message message-assistant status-(complete|failed|cancelled|'
     r'interrupted)"')
 PASSWORD = "bench-password-123"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @dataclass
@@ -66,6 +87,7 @@ class Lags:
     first: list[float] = field(default_factory=list)
     later: list[float] = field(default_factory=list)
     posts: list[float] = field(default_factory=list)  # seconds for a post's response
+    send_first: list[float] = field(default_factory=list)  # POST sent → first token on the page
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,8 +101,12 @@ def percentile(values: list[float], q: float) -> float:
 class Stack:
     """The simulator and the app, each in its own process."""
 
-    def __init__(self, rate: float, tokens: int, workdir: Path, paragraph: int) -> None:
+    def __init__(self, rate: float, tokens: int, workdir: Path, paragraph: int, *,
+                 config: str = "embedded", workers: int = 2, slow_messages: int = 1500) -> None:
         self.workdir = workdir
+        self.slow_messages = slow_messages
+        self.config = config
+        self.workers = workers
         self.sim_port = free_port()
         self.app_port = free_port()
         self.model_id = f"bench-model@bench,tokens={tokens},paragraph={paragraph}"
@@ -93,8 +119,16 @@ class Stack:
             "DEBUG": "false",
             "LOG_LEVEL": "WARNING",
         }
-        for name in ("RELAY_BASE_URL", "REDIS_URL"):
+        for name in ("RELAY_BASE_URL", "REDIS_URL", "GENERATION_MODE", "SYNC_REQUEST_LIMIT"):
             self.env.pop(name, None)
+        self.pg_name = ""
+        if config == "team":
+            self.pg_name = f"bench_{os.getpid()}_{random.getrandbits(24):x}"
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as db:
+                db.execute(f'CREATE DATABASE "{self.pg_name}"')
+            self.env["DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.pg_name
+            self.env["REDIS_URL"] = REDIS_URL
+            self.env["CHANNEL_LAYER_PREFIX"] = self.pg_name
         self.processes: list[subprocess.Popen] = []
 
     def manage(self, *args: str) -> str:
@@ -104,6 +138,7 @@ class Stack:
         ).stdout
 
     def start(self, conversations: int) -> None:
+        self.bench_conversations = conversations
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "conversations.simulator", "--port", str(self.sim_port),
              "--rate", str(self.rate)], cwd=ROOT, env=self.env,
@@ -118,10 +153,22 @@ relay = Relay.objects.create(name='bench', base_url='http://127.0.0.1:{self.sim_
 model = ChatModel.objects.create(relay=relay, model_id='{self.model_id}', display_name='bench')
 Conversation.objects.bulk_create(
     [Conversation(owner=user, model=model, title=f'bench {{i}}') for i in range({conversations})])
+# Another user's long conversation: its page is the slow request of the head-of-line test.
+from conversations.models import Message
+slow = User.objects.create_user('slow', '', '{PASSWORD}')
+chat = Conversation.objects.create(owner=slow, model=model, title='a long one')
+body = chr(10).join(['A paragraph with **bold**, `code` and a [link](https://example.com).',
+                     '', '- one', '- two', '', '```python', 'print(1)', '```', '']) * 3
+Message.objects.bulk_create([
+    Message(conversation=chat, role='user' if i % 2 == 0 else 'assistant',
+            status='complete', text=body if i % 2 else 'question ' + str(i), model=model)
+    for i in range({self.slow_messages})])
 """)
+        workers = ["--workers", str(self.workers)] if self.config == "team" else []
         self.processes.append(subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.app_port), "--no-migrate",
-             "--log-level", "warning"], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+             "--log-level", "warning", *workers], cwd=ROOT, env=self.env,
+            stdout=subprocess.DEVNULL,
         ))
         deadline = time.monotonic() + 30
         for url in (f"http://127.0.0.1:{self.sim_port}/v1/models",
@@ -143,15 +190,27 @@ Conversation.objects.bulk_create(
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if self.pg_name:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as db:
+                db.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
 
     def stored_replies(self) -> dict[str, str]:
         """Each stored reply, keyed by the message it answers (the row just before it)."""
-        with sqlite3.connect(self.workdir / "bench.sqlite3") as db:
-            rows = db.execute(
-                "SELECT asked.text, reply.text, reply.status FROM conversations_message reply "
-                "JOIN conversations_message asked ON asked.id = reply.id - 1 "
-                "WHERE reply.role = 'assistant'"
-            ).fetchall()
+        # The question is the conversation's last user message before the reply
+        # (ids interleave between concurrent posts on PostgreSQL).
+        query = ("SELECT asked.text, reply.text, reply.status FROM conversations_message reply "
+                 "JOIN conversations_message asked ON asked.conversation_id = "
+                 "reply.conversation_id AND asked.role = 'user' AND asked.created_at = ("
+                 "SELECT MAX(m.created_at) FROM conversations_message m WHERE m.conversation_id "
+                 "= reply.conversation_id AND m.role = 'user' AND m.created_at < reply.created_at"
+                 ") WHERE reply.role = 'assistant' AND reply.conversation_id <= "
+                 f"{int(self.bench_conversations)}")
+        if self.pg_name:
+            with psycopg.connect(self.env["DATABASE_URL"]) as db:
+                rows = db.execute(query).fetchall()
+        else:
+            with sqlite3.connect(self.workdir / "bench.sqlite3") as db:
+                rows = db.execute(query).fetchall()
         replies: dict[str, str] = {}
         for asked, text, status in rows:
             if status != "complete":
@@ -160,11 +219,11 @@ Conversation.objects.bulk_create(
         return replies
 
 
-async def sign_in(base: str) -> httpx.AsyncClient:
+async def sign_in(base: str, username: str = "bench") -> httpx.AsyncClient:
     client = httpx.AsyncClient(base_url=base, timeout=60)
     await client.get("/login/")
     response = await client.post("/login/", data={
-        "username": "bench", "password": PASSWORD,
+        "username": username, "password": PASSWORD,
         "csrfmiddlewaretoken": client.cookies["csrftoken"],
     })
     assert response.status_code == 302, "sign-in failed"
@@ -212,6 +271,8 @@ async def app_stream(client: httpx.AsyncClient, port: int, conversation_id: int,
                             stamps.append(stamp)
                             (lags.first if len(stamps) == 1 else lags.later).append(
                                 now - float(stamp))
+                            if len(stamps) == 1:
+                                lags.send_first.append(now - posted_at)
                         ended.update(ENDED.findall(html))
                 if ended[reply_id.result()] != "complete":
                     raise AssertionError(f"a bench reply ended {ended[reply_id.result()]}")
@@ -235,6 +296,7 @@ async def bare_stream(client: httpx.AsyncClient, port: int, model_id: str, delay
             "stream_options": {"include_usage": True}}
     for _ in range(rounds):
         count = 0
+        sent_at = time.monotonic()
         async with client.stream(
             "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
             headers={"Authorization": "Bearer bench"},
@@ -246,6 +308,8 @@ async def bare_stream(client: httpx.AsyncClient, port: int, model_id: str, delay
                 for stamp in STAMP.findall(sse.data):
                     count += 1
                     (lags.first if count == 1 else lags.later).append(now - float(stamp))
+                    if count == 1:
+                        lags.send_first.append(now - sent_at)
 
 
 async def run_round(stack: Stack, conversation_ids: list[int], spread: float, rounds: int
@@ -266,6 +330,44 @@ async def run_round(stack: Stack, conversation_ids: list[int], spread: float, ro
     await client.aclose()
     await bare_client.aclose()
     return app_lags, bare_lags, received
+
+
+async def timed_get(client: httpx.AsyncClient, path: str) -> float:
+    started = time.monotonic()
+    response = await client.get(path)
+    assert response.status_code == 200, f"{path}: {response.status_code}"
+    return time.monotonic() - started
+
+
+async def head_of_line(stack: Stack) -> dict:
+    """A cheap page's time alone, and while another user's slow page is served."""
+    base = f"http://127.0.0.1:{stack.app_port}"
+    cheap, slow = await sign_in(base), await sign_in(base, "slow")
+    slow_path = (await slow.get("/")).headers.get("location") or "/"
+    page = (await slow.get("/c/new/")).text
+    match = re.search(r'href="/c/(\d+)/"', page)
+    slow_path = f"/c/{match.group(1)}/" if match else slow_path
+    for _ in range(3):
+        await timed_get(cheap, "/c/new/")  # warm
+    alone = [await timed_get(cheap, "/c/new/") for _ in range(20)]
+    slow_alone = [await timed_get(slow, slow_path) for _ in range(2)]
+    during: list[float] = []
+    for _ in range(2):
+        slow_task = asyncio.create_task(timed_get(slow, slow_path))
+        await asyncio.sleep(0.2)  # the slow page is being rendered
+        while not slow_task.done():
+            during.append(await timed_get(cheap, "/c/new/"))
+        await slow_task
+    await cheap.aclose()
+    await slow.aclose()
+    figures = {"cheap_alone": statistics.median(alone), "slow_alone": statistics.median(slow_alone),
+               "cheap_during_median": statistics.median(during), "cheap_during_max": max(during)}
+    print(f"\n== head-of-line: another user's page of {stack.slow_messages} messages takes "
+          f"{ms(figures['slow_alone']).strip()} ms alone")
+    print(f"  the new-chat page alone           median {ms(figures['cheap_alone'])} ms")
+    print(f"  while the slow page is served     median {ms(figures['cheap_during_median'])} ms,"
+          f" max {ms(figures['cheap_during_max'])} ms ({len(during)} requests)")
+    return figures
 
 
 def verify(stack: Stack, received: dict[str, list[str]]) -> int:
@@ -318,6 +420,12 @@ def report(title: str, app: Lags, bare: Lags, checked: int) -> dict:
     print(f"               added     {ms(figures['later_median'])}  {ms(figures['later_p99'])}")
     print(f"  posting a message (its HTTP response) {ms(statistics.median(app.posts))}  "
           f"{ms(percentile(app.posts, 99))}")
+    print(f"  send → first token  on the page    {ms(statistics.median(app.send_first))}  "
+          f"{ms(percentile(app.send_first, 99))}")
+    print(f"                      relay alone    {ms(statistics.median(bare.send_first))}  "
+          f"{ms(percentile(bare.send_first, 99))}")
+    figures["send_first_median"] = statistics.median(app.send_first)
+    figures["send_first_p99"] = percentile(app.send_first, 99)
     return figures
 
 
@@ -347,6 +455,10 @@ def scenarios(args: argparse.Namespace) -> list[tuple[str, str, int, int, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", nargs="+", choices=["embedded", "team"],
+                        default=["embedded", "team"])
+    parser.add_argument("--workers", type=int, default=2,
+                        help="web processes of the team configuration")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--tokens", type=int, default=75, help="chunks per reply")
     parser.add_argument("--rate", type=float, default=25, help="chunks per second per reply")
@@ -359,33 +471,51 @@ def main() -> None:
                         help="seconds within which the burst's conversations all post")
     parser.add_argument("--solo-rounds", type=int, default=20,
                         help="sequential replies measured with 1 conversation")
+    parser.add_argument("--slow-messages", type=int, default=1500,
+                        help="messages on the slow page of the head-of-line test")
     args = parser.parse_args()
     most = max(args.concurrency)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(args.rate, args.tokens, Path(tmp), args.paragraph)
-        try:
-            stack.start(conversations=most)
-            print(f"simulator :{stack.sim_port}, app :{stack.app_port}; {args.tokens} chunks "
-                  f"per reply at {args.rate:g}/s, a paragraph every {args.paragraph or 'never'} "
-                  f"chunks; frames every "
-                  f"{os.environ.get('STREAM_FRAME_INTERVAL_MS', '50')} ms")
-            for key, title, n, rounds, spread in scenarios(args):
-                # uvloop, as the app runs on: the measuring client's own CPU
-                # use is delay it adds to both paths, and it shares 2 cores.
-                app, bare, received = uvloop.run(
-                    run_round(stack, list(range(1, n + 1)), spread=spread, rounds=rounds))
-                results[key] = report(title, app, bare, verify(stack, received))
-        finally:
-            stack.stop()
+    results: dict[str, dict] = {}
+    for config in args.config:
+        with tempfile.TemporaryDirectory() as tmp:
+            stack = Stack(args.rate, args.tokens, Path(tmp), args.paragraph, config=config,
+                          workers=args.workers, slow_messages=args.slow_messages)
+            try:
+                stack.start(conversations=most)
+                shape = (f"serve --workers {args.workers}, PostgreSQL, Redis" if config == "team"
+                         else "serve, one process, SQLite, in-memory layer")
+                print(f"\n######## {config}: {shape}")
+                print(f"simulator :{stack.sim_port}, app :{stack.app_port}; {args.tokens} "
+                      f"chunks per reply at {args.rate:g}/s, a paragraph every "
+                      f"{args.paragraph or 'never'} chunks; frames every "
+                      f"{os.environ.get('STREAM_FRAME_INTERVAL_MS', '50')} ms")
+                results[f"{config} head-of-line"] = uvloop.run(head_of_line(stack))
+                for key, title, n, rounds, spread in scenarios(args):
+                    # uvloop, as the app runs on: the measuring client's own CPU
+                    # use is delay it adds to both paths, and it shares 2 cores.
+                    app, bare, received = uvloop.run(
+                        run_round(stack, list(range(1, n + 1)), spread=spread, rounds=rounds))
+                    results[f"{config} {key}"] = report(
+                        f"{config}: {title}", app, bare, verify(stack, received))
+            finally:
+                stack.stop()
     print(f"\ntargets at {most} concurrent conversations, added over the bare baseline: "
-          "first chunk median ≤ 5 ms and p99 ≤ 25 ms, later chunks p99 ≤ 75 ms")
+          "first chunk median ≤ 5 ms and p99 ≤ 25 ms, later chunks p99 ≤ 75 ms; "
+          "send → first token in the burst: median ≤ 400 ms, p99 ≤ 1.2 s (team); "
+          "head-of-line: the cheap page ≤ 100 ms while the slow one is served (team)")
     for key, figures in results.items():
-        if not key.startswith(f"{most} "):
+        if key.endswith("head-of-line"):
+            ok = figures["cheap_during_max"] <= 0.100
+            print(f"  {key:>24}: {'MET' if ok else 'NOT MET'}  "
+                  + json.dumps({k: round(v * 1000, 1) for k, v in figures.items()}))
+            continue
+        if f" {most} " not in f" {key} ":
             continue
         ok = (figures["first_median"] <= 0.005 and figures["first_p99"] <= 0.025
               and figures["later_p99"] <= 0.075)
-        print(f"  {key:>14}: {'MET' if ok else 'NOT MET'}  "
+        if key.endswith("burst"):
+            ok = ok and figures["send_first_median"] <= 0.4 and figures["send_first_p99"] <= 1.2
+        print(f"  {key:>24}: {'MET' if ok else 'NOT MET'}  "
               + json.dumps({k: round(v * 1000, 1) for k, v in figures.items()}))
 
 
