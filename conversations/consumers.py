@@ -44,7 +44,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self._live = False
         deliver_directly = getattr(self.channel_layer, "deliver_directly", None)
         if deliver_directly is not None:  # the in-process layer (conversations.layers)
-            deliver_directly(self.channel_name, self._deliver, self._FORWARDED)
+            deliver_directly(self.channel_name, self._deliver, self._FORWARDED,
+                             on_stall=self.close)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         # Catch up: the latest messages as stored, then every block so far

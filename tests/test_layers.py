@@ -56,3 +56,40 @@ async def test_queued_messages_are_copies_and_full_channels_drop_not_block():
     await layer.group_send("g", {"type": "x", "items": [2]})  # full: dropped, no error
     message["items"].append(99)
     assert await layer.receive(channel) == {"type": "x", "items": [1]}
+
+
+def test_the_stock_layer_still_has_what_the_tuned_one_overrides():
+    """SingleProcessChannelLayer replaces private parts of channels' in-memory
+    layer; if channels renames them, this fails instead of the tuning silently
+    doing nothing (or the layer breaking under load)."""
+    from channels.layers import InMemoryChannelLayer
+
+    stock = InMemoryChannelLayer()
+    assert isinstance(stock.channels, dict)
+    assert isinstance(stock.groups, dict)
+    assert callable(stock._clean_expired)
+    assert isinstance(stock.expiry, int | float)
+    assert callable(stock.get_capacity)
+
+
+async def test_a_socket_that_stops_reading_is_closed_and_does_not_stall_the_sender():
+    layer = SingleProcessChannelLayer()
+    layer.STALL_TIMEOUT = 0.2
+    closed = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stuck(message):
+        await never.wait()  # a browser that never drains its socket
+
+    async def on_stall():
+        closed.set()
+
+    channel = await layer.new_channel()
+    layer.deliver_directly(channel, stuck, {"reply.frame"}, on_stall=on_stall)
+    await layer.group_add("conversation-1", channel)
+    started = asyncio.get_running_loop().time()
+    await layer.group_send("conversation-1", {"type": "reply.frame"})
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await asyncio.wait_for(closed.wait(), 1)
+    # Later frames go to its queue (the consumer is closing), not to the stuck handler.
+    await layer.group_send("conversation-1", {"type": "reply.frame"})

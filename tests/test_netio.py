@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trustme
 
-from conversations.infra.netio import AsyncioBackend
+from conversations.infra.netio import AsyncioBackend, use_asyncio_network
 from conversations.relays.client import RelayClient, RelayTarget, new_http_client
 from conversations.simulator.app import Simulator
 from tests.conftest import ThreadedServer
@@ -148,3 +148,14 @@ async def test_a_relay_that_keeps_the_stream_open_after_done_is_not_waited_for_l
         server.close()
     assert (result.content, result.finish_reason) == ("hi", "stop")
     assert asyncio.get_running_loop().time() - started < 3
+
+
+def test_the_backend_is_installed_through_the_private_attribute_it_relies_on():
+    client = new_http_client()
+    assert isinstance(_backend_of(client), AsyncioBackend)
+
+
+def test_a_changed_private_interface_fails_loudly_not_silently():
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: None))
+    with pytest.raises(RuntimeError, match="no longer exposes"):
+        use_asyncio_network(client)

@@ -7,11 +7,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from copy import deepcopy
+from dataclasses import dataclass
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Direct:
+    handler: Callable[[dict], Awaitable[None]]
+    types: frozenset[str]
+    on_stall: Callable[[], Awaitable[None]] | None
 
 
 class SingleProcessChannelLayer(InMemoryChannelLayer):
@@ -35,20 +43,35 @@ class SingleProcessChannelLayer(InMemoryChannelLayer):
     later; with a hundred streams those turns were most of a frame's delay.
     Other layers (Redis) have no such method and consumers fall back to the
     queue, so the same consumer works across processes.
+
+    A socket whose browser stops reading would make that await wait, and the
+    reply's generation with it: a delivery that takes longer than
+    STALL_TIMEOUT ends direct delivery to that channel and calls its
+    `on_stall` (the consumer closes the socket; its page reconnects and
+    catches up from a snapshot).
+
+    Kept by measurement (issue 2, bench/streaming.py, the embedded
+    configuration at 100 conversations): the stock layer's scan and per-send
+    tasks and the queue's two loop turns were most of a frame's delay. It
+    replaces private parts of the stock layer (`channels`, `groups`,
+    `_clean_expired`); tests/test_layers.py fails if channels renames them.
+    The team configuration (Redis) does not use it.
     """
 
     clean_interval = 1.0
     _last_clean = 0.0
+    STALL_TIMEOUT = 2.0
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._direct: dict[str, tuple[Callable[[dict], Awaitable[None]], frozenset[str]]] = {}
+        self._direct: dict[str, _Direct] = {}
 
     def deliver_directly(
-        self, channel: str, handler: Callable[[dict], Awaitable[None]], types: Iterable[str]
+        self, channel: str, handler: Callable[[dict], Awaitable[None]], types: Iterable[str],
+        on_stall: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Messages of these types sent to the channel are handed to `handler`."""
-        self._direct[channel] = (handler, frozenset(types))
+        self._direct[channel] = _Direct(handler, frozenset(types), on_stall)
 
     def stop_delivering(self, channel: str) -> None:
         self._direct.pop(channel, None)
@@ -75,9 +98,15 @@ class SingleProcessChannelLayer(InMemoryChannelLayer):
         self.require_valid_channel_name(channel)
         assert "__asgi_channel__" not in message
         direct = self._direct.get(channel)
-        if direct is not None and message.get("type") in direct[1]:
+        if direct is not None and message.get("type") in direct.types:
             try:
-                await direct[0](message)
+                async with asyncio.timeout(self.STALL_TIMEOUT):
+                    await direct.handler(message)
+            except TimeoutError:
+                logger.info("socket %s stopped reading; closing it", channel)
+                self._direct.pop(channel, None)
+                if direct.on_stall is not None:
+                    asyncio.get_running_loop().create_task(direct.on_stall())
             except Exception:
                 # One broken socket must not fail the sender (a reply's generation).
                 logger.info("delivering %s to %s failed", message.get("type"), channel,

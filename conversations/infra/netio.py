@@ -6,6 +6,13 @@ context for every read. A streaming reply is one small read per token, so
 with a hundred replies streaming those scopes were the largest single cost
 of the server's event loop (measured with py-spy under bench/streaming.py).
 
+Kept by measurement: with the anyio backend the relay → socket lag at 100
+streams missed issue 2's targets; reading through this one met them (commit
+670a2db, bench/streaming.py). It writes one private attribute of httpx's
+transport (`_transport._pool._network_backend`, read by httpcore's pool each
+time it opens a connection); `use_asyncio_network` raises if that attribute
+is gone, and tests/test_netio.py fails with it.
+
 This backend is an asyncio Protocol with a byte buffer: a read returns what
 has arrived, or waits on one future with one timer. TLS is asyncio's own
 (`loop.start_tls`), as httpcore asks for it after connecting. Errors and
@@ -262,6 +269,15 @@ def use_asyncio_network(client: httpx.AsyncClient) -> httpx.AsyncClient:
     pool reads this attribute each time it opens a connection.
     """
     pool = getattr(client._transport, "_pool", None)
-    if isinstance(pool, httpcore.AsyncConnectionPool):
-        pool._network_backend = AsyncioBackend()
+    if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(
+        pool, "_network_backend"
+    ):
+        # httpx or httpcore changed the private attributes this relies on: fail
+        # here, at start-up and in tests, rather than quietly losing the backend.
+        raise RuntimeError(
+            "httpx's transport no longer exposes httpcore's pool network backend "
+            f"(httpx {httpx.__version__}, httpcore {httpcore.__version__}); update "
+            "conversations/infra/netio.py"
+        )
+    pool._network_backend = AsyncioBackend()
     return client
