@@ -64,9 +64,19 @@ def message_context(
 
 
 def render_message(message: Message, **rendered: list[str] | None) -> SafeString:
-    return mark_safe(  # noqa: S308 - a Django template render, escaped as usual
+    """The message's partial. Kept on the instance for as long as the message is
+    unchanged: a post renders its two new messages once, for the other tabs and
+    for its own response (each render is a few milliseconds of every post)."""
+    key = (message.status, message.updated_at, len(message.text), len(message.reasoning))
+    cached = message.__dict__.get("_rendered")
+    if not rendered and cached is not None and cached[0] == key:
+        return cached[1]
+    html = mark_safe(  # noqa: S308 - a Django template render, escaped as usual
         render_to_string("conversations/_message.html", message_context(message, **rendered))
     )
+    if not rendered:
+        message.__dict__["_rendered"] = (key, html)
+    return html
 
 
 def messages_upsert(messages: Iterable[Message]) -> SafeString:

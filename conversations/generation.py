@@ -77,7 +77,7 @@ def start_generation(message_id: int, *, announce: tuple[str, dict] | None = Non
             "announce_group": announce[0] if announce else "",
             "announce": announce[1] if announce else None,
         }
-        async_to_sync(send_to_channel)(GENERATION_REQUESTS, request)
+        _hand_off(request)
         return
     try:
         loop = asyncio.get_running_loop()
@@ -89,6 +89,25 @@ def start_generation(message_id: int, *, announce: tuple[str, dict] | None = Non
     if _loop is None or not _loop.is_running():
         raise RuntimeError("No server event loop is bound; cannot start a generation.")
     _loop.call_soon_threadsafe(_spawn, message_id, announce, context=contextvars.Context())
+
+
+def _hand_off(request: GenerationRequest) -> None:
+    """Send the request from the server's loop without the caller waiting for
+    it: a post's response does not wait its turn on a loop busy with frames.
+    One that is lost is found by the workers' scan for pending replies."""
+    if _loop is None or not _loop.is_running():
+        async_to_sync(send_to_channel)(GENERATION_REQUESTS, request)  # e.g. a shell
+        return
+    _loop.call_soon_threadsafe(
+        lambda: _loop.create_task(_send_request(request)), context=contextvars.Context())
+
+
+async def _send_request(request: GenerationRequest) -> None:
+    try:
+        await send_to_channel(GENERATION_REQUESTS, request)
+    except Exception:
+        logger.warning("handing reply %s to the workers failed; they will find it pending",
+                       request["message_id"], exc_info=True)
 
 
 def spawn(message_id: int, announce: tuple[str, dict] | None = None) -> None:
