@@ -137,7 +137,8 @@ class Stack:
             capture_output=True, text=True,
         ).stdout
 
-    def start(self, conversations: int) -> None:
+    def start(self, conversations: int, answered: bool = False) -> None:
+        """`answered`: each conversation holds a question and its answer already."""
         self.bench_conversations = conversations
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "conversations.simulator", "--port", str(self.sim_port),
@@ -153,8 +154,13 @@ relay = Relay.objects.create(name='bench', base_url='http://127.0.0.1:{self.sim_
 model = ChatModel.objects.create(relay=relay, model_id='{self.model_id}', display_name='bench')
 Conversation.objects.bulk_create(
     [Conversation(owner=user, model=model, title=f'bench {{i}}') for i in range({conversations})])
-# Another user's long conversation: its page is the slow request of the head-of-line test.
 from conversations.models import Message
+if {answered!r}:
+    Message.objects.bulk_create([
+        Message(conversation=c, role=role, status='complete', model=model,
+                text='A question?' if role == 'user' else 'An **answer**, in markdown.')
+        for c in Conversation.objects.filter(owner=user) for role in ('user', 'assistant')])
+# Another user's long conversation: its page is the slow request of the head-of-line test.
 slow = User.objects.create_user('slow', '', '{PASSWORD}')
 chat = Conversation.objects.create(owner=slow, model=model, title='a long one')
 body = chr(10).join(['A paragraph with **bold**, `code` and a [link](https://example.com).',
@@ -164,12 +170,27 @@ Message.objects.bulk_create([
             status='complete', text=body if i % 2 else 'question ' + str(i), model=model)
     for i in range({self.slow_messages})])
 """)
+        self.start_app()
+
+    def start_app(self) -> None:
         workers = ["--workers", str(self.workers)] if self.config == "team" else []
-        self.processes.append(subprocess.Popen(
+        self.app = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.app_port), "--no-migrate",
              "--log-level", "warning", *workers], cwd=ROOT, env=self.env,
             stdout=subprocess.DEVNULL,
-        ))
+        )
+        self.processes.append(self.app)
+        self.wait_until_up()
+
+    def stop_app(self) -> None:
+        self.app.terminate()
+        try:
+            self.app.wait(15)
+        except subprocess.TimeoutExpired:
+            self.app.kill()
+        self.processes.remove(self.app)
+
+    def wait_until_up(self) -> None:
         deadline = time.monotonic() + 30
         for url in (f"http://127.0.0.1:{self.sim_port}/v1/models",
                     f"http://127.0.0.1:{self.app_port}/login/"):

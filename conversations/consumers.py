@@ -36,21 +36,29 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
-        if not await self._owns_conversation(user):
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        self.group = conversation_group(self.conversation_id)
+        # Joined before the catch-up is read, so nothing published meanwhile is
+        # missed; events wait (in _early, or the channel's queue) until it is sent,
+        # and nothing is sent before ownership is known.
+        group = conversation_group(self.conversation_id)
         self._early: list[dict] = []
         self._live = False
         deliver_directly = getattr(self.channel_layer, "deliver_directly", None)
-        if deliver_directly is not None:  # the in-process layer (conversations.layers)
+        if deliver_directly is not None:  # the in-process layer (conversations.infra.layers)
             deliver_directly(self.channel_name, self._deliver, self._FORWARDED,
                              on_stall=self.close)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.group = group
+        # One trip to the database thread: ownership and the catch-up together
+        # (after a restart every page reconnects at once, queued on that thread).
+        catch_up = await self._catch_up(user)
+        if catch_up is None:
+            await self.disconnect(CLOSE_NOT_FOUND)
+            self.group = None
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
         await self.accept()
         # Catch up: the latest messages as stored, then every block so far
         # from a running generation (wherever it runs).
-        catch_up = await self._render_recent()
         if catch_up:
             await self.send(text_data=catch_up)
         await self._go_live()
@@ -122,13 +130,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # -- database -------------------------------------------------------------
 
     @database_sync_to_async
-    def _owns_conversation(self, user) -> bool:
-        return Conversation.objects.for_user(user).filter(pk=self.conversation_id).exists()
-
-    @database_sync_to_async
-    def _render_recent(self) -> str:
+    def _catch_up(self, user) -> str | None:
+        """The latest messages rendered, or None if the conversation is not the user's."""
+        if not Conversation.objects.for_user(user).filter(pk=self.conversation_id).exists():
+            return None
         messages = recent_messages(
-            conversation_id=self.conversation_id, user=self.scope["user"],
-            limit=CATCH_UP_MESSAGES,
+            conversation_id=self.conversation_id, user=user, limit=CATCH_UP_MESSAGES,
         )
         return str(messages_upsert(messages)) if messages else ""
