@@ -46,6 +46,12 @@ from conversations.rendering import BlockStream, render_block
 
 logger = logging.getLogger(__name__)
 
+# While the channel layer is away, how often a reply tries again, and how long
+# it keeps trying to tell pages it finished (a page reconnecting later reads
+# the stored reply anyway).
+PUBLISH_RETRY_INTERVAL = 0.5
+FINISHED_PUBLISH_PATIENCE = 30.0
+
 _loop: asyncio.AbstractEventLoop | None = None
 _running: dict[int, Generation] = {}
 
@@ -162,6 +168,16 @@ async def _checkpoint_periodically() -> None:
                 logger.exception("checkpoint of %d replies failed", len(batch))
 
 
+def shut_down_soon() -> None:
+    """From a signal handler: end every running reply as interrupted, on the loop,
+    without waiting for the server's connections to close first (a reply that
+    streams from this server's own simulator mount would otherwise hold the
+    server open until it finished)."""
+    if _loop is not None and _loop.is_running():
+        _loop.call_soon_threadsafe(
+            lambda: _loop.create_task(shutdown()), context=contextvars.Context())
+
+
 async def shutdown(grace: float = 5.0) -> None:
     """Server stopping: end every running reply as interrupted, keeping its text."""
     for generation in list(_running.values()):
@@ -235,6 +251,8 @@ class Generation:
         self._flusher_idle = False  # waiting for changes, not sleeping out an interval
         self._done = False
         self._resync_channels: list[str] = []
+        self._frames_lost = False  # a publish failed: the next frame carries every block
+        self._retry_at = 0.0
         self.streaming = False  # begun at the relay: its text is worth checkpointing
         self.job: replies.ReplyJob | None = None  # what begin_reply read, once begun
         self.conversation_id: int | None = None
@@ -355,9 +373,13 @@ class Generation:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
         html = await self._save(outcome)
-        await publish(
-            group, {"type": "reply.finished", "message_id": self.message_id, "html": html}
-        )
+        finished = {"type": "reply.finished", "message_id": self.message_id, "html": html}
+        # Saved already; the pages are told as soon as the channel layer takes it.
+        self._frames_lost = False
+        for _ in range(int(FINISHED_PUBLISH_PATIENCE / PUBLISH_RETRY_INTERVAL)):
+            if await self._publish(group, finished):
+                break
+            await asyncio.sleep(PUBLISH_RETRY_INTERVAL)
 
     async def _save(self, outcome: replies.ReplyOutcome) -> str:
         """Save the outcome; the reply as stored, rendered for the pages.
@@ -432,7 +454,8 @@ class Generation:
             self._dirty.clear()
             await self._send_frame(group)
             for channel in self._take_resyncs():
-                await self._send_snapshot(channel)
+                with contextlib.suppress(Exception):  # that page asks again when it reconnects
+                    await self._send_snapshot(channel)
             if self._done:
                 return
             await asyncio.sleep(interval)
@@ -442,8 +465,12 @@ class Generation:
         return channels
 
     async def _send_frame(self, group: str) -> None:
-        text = self.text.changed()
-        reasoning = self.reasoning.changed()
+        """The blocks that changed; after frames were lost (the channel layer was
+        down), every block so far, so that pages miss nothing once it is back."""
+        lost = self._frames_lost
+        text, reasoning = self.text.changed(), self.reasoning.changed()
+        if lost:
+            text, reasoning = self.text.snapshot(), self.reasoning.snapshot()
         if not text and not reasoning:
             return
         frame: ReplyFrame = {
@@ -452,9 +479,29 @@ class Generation:
             "status": str(self.status),
             "text": text,
             "reasoning": reasoning,
-            "snapshot": False,
+            "snapshot": lost,
         }
-        await publish(group, dict(frame))
+        if not await self._publish(group, dict(frame)):
+            self._dirty.set()  # try again at the next frame, with everything
+
+    async def _publish(self, group: str, event: dict) -> bool:
+        """Publish, surviving a channel layer that is away (Redis restarting):
+        the reply goes on and is saved as it is; pages catch up when it returns."""
+        now = time.monotonic()
+        if self._frames_lost and now < self._retry_at:
+            return False
+        try:
+            await publish(group, event)
+        except Exception:
+            if not self._frames_lost:
+                logger.warning("reply %s: publishing failed; the reply goes on and its "
+                               "pages get every block once it works again", self.message_id,
+                               exc_info=True)
+            self._frames_lost = True
+            self._retry_at = now + PUBLISH_RETRY_INTERVAL
+            return False
+        self._frames_lost = False
+        return True
 
     async def _send_snapshot(self, channel: str) -> None:
         frame: ReplyFrame = {
@@ -473,12 +520,23 @@ class Generation:
         layer = get_channel_layer()
         if layer is None:
             return
-        channel = await layer.new_channel()
         group = control_group(conversation_id)
-        await layer.group_add(group, channel)
+        channel = ""
         try:
             while True:
-                message = await layer.receive(channel)
+                try:
+                    if not channel:
+                        channel = await layer.new_channel()
+                        await layer.group_add(group, channel)
+                    message = await layer.receive(channel)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the channel layer is away: listen again when it is back
+                    logger.info("reply %s: control channel lost; joining again",
+                                self.message_id, exc_info=True)
+                    channel = ""
+                    await asyncio.sleep(PUBLISH_RETRY_INTERVAL)
+                    continue
                 kind = message.get("type")
                 if kind == "generation.stop" and message.get("message_id") == self.message_id:
                     self.stop()
@@ -486,5 +544,6 @@ class Generation:
                     self._resync_channels.append(message["reply_channel"])
                     self._dirty.set()
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(layer.group_discard(group, channel))
+            if channel:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(layer.group_discard(group, channel))

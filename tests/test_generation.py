@@ -404,3 +404,43 @@ async def test_the_announcement_goes_out_before_the_first_frame_and_its_failure_
     generation._spawn(second.pk, (group, announced))
     await asyncio.wait_for(generation.running_generations()[second.pk].task, timeout=30)
     assert (await _load(second.pk)).status == Message.Status.COMPLETE
+
+
+async def test_a_channel_layer_away_mid_reply_loses_no_text_and_pages_catch_up_after(
+    simulator, monkeypatch
+):
+    """Redis restarting for a while: the reply goes on and is saved complete; the
+    first frame after it is back carries every block, so a page misses nothing."""
+    monkeypatch.setattr(generation, "PUBLISH_RETRY_INTERVAL", 0.05)
+    conversation = await database_sync_to_async(_setup)(
+        simulator, model_id="gemini-2.5-flash@tokens=120,rate=200,paragraph=5")
+    _, reply = await database_sync_to_async(_post)(conversation, "a long answer please")
+    real_publish = generation.publish
+    down = {"frames": 0}
+
+    async def flaky(group_name, event):
+        # Down after the first frame, for the next several, then back.
+        if event["type"] == "reply.frame" and 1 <= down["frames"] < 8:
+            down["frames"] += 1
+            raise ConnectionError("the channel layer is down")
+        if event["type"] == "reply.frame":
+            down["frames"] += 1
+        await real_publish(group_name, event)
+
+    monkeypatch.setattr(generation, "publish", flaky)
+    async with GroupListener(conversation.pk) as listener:
+        generation._spawn(reply.pk)
+        await asyncio.wait_for(generation.running_generations()[reply.pk].task, timeout=30)
+    stored = await _load(reply.pk)
+    assert stored.status == Message.Status.COMPLETE
+    frames = [e for e in listener.events if e["type"] == "reply.frame"]
+    assert down["frames"] >= 8, "the outage did not happen"
+    # The first frame published after the outage is a snapshot of every block so far.
+    after = next(f for f in frames[1:] if f["snapshot"])
+    assert [index for index, _ in after["text"]] == list(range(len(after["text"])))
+    # What the page would show equals what was stored.
+    shown: dict[int, str] = {}
+    for frame in frames:
+        shown.update(dict(frame["text"]))
+    assert [shown[i] for i in sorted(shown)] == render_markdown(stored.text)
+    assert listener.events[-1]["type"] == "reply.finished"

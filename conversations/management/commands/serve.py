@@ -18,7 +18,19 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from conversations import generation
 from conversations.relays import setup
+
+SHUTDOWN_GRACE = 10  # seconds uvicorn waits for open connections after SIGTERM
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending running replies as interrupted the moment the
+    stop signal comes rather than after the connections it waits for."""
+
+    def handle_exit(self, sig, frame) -> None:
+        generation.shut_down_soon()
+        super().handle_exit(sig, frame)
 
 
 class Command(BaseCommand):
@@ -52,10 +64,11 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Open http://{shown_host}:{port}/"))
         self.stdout.flush()
         if workers <= 1:
-            uvicorn.run(
+            _Server(uvicorn.Config(
                 "chatsite.asgi:application", host=host, port=port, lifespan="on",
                 log_level=log_level, proxy_headers=True,
-            )
+                timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            )).run()
             return
         self._serve_with_workers(host=host, port=port, workers=workers, log_level=log_level)
 
@@ -79,6 +92,7 @@ class Command(BaseCommand):
             uvicorn.run(
                 "chatsite.asgi:application", host=host, port=port, lifespan="on",
                 log_level=log_level, proxy_headers=True, workers=workers,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE,
             )
         finally:
             worker.terminate()
