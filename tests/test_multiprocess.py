@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -235,3 +237,109 @@ def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
                               capture_output=True, text=True).stdout
     assert "generate" in children, children
     assert len(_worker_pids(server)) >= 2, children
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port, that the test can stop."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(5)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def test_redis_away_mid_reply_the_reply_completes_and_the_other_process_catches_up(
+        shared_database, private_redis, tmp_path):
+    env = {
+        **os.environ, "DATABASE_URL": shared_database, "REDIS_URL": private_redis.url,
+        "MEDIA_ROOT": str(tmp_path / "media"), "SIMULATOR_TOKEN_RATE": "40",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("RELAY_BASE_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env=env, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         f"from django.contrib.auth.models import User; "
+         f"User.objects.create_user('alice', '', '{PASSWORD}')"],
+        cwd=ROOT, env=env, check=True,
+    )
+    a, b = Server(env, tmp_path / "a.log"), Server(env, tmp_path / "b.log")
+    try:
+        a.wait()
+        b.wait()
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c",
+             "from conversations.models import ChatModel, Relay; "
+             "ChatModel.objects.create(relay=Relay.objects.get(is_simulated=True), "
+             "display_name='Long answer', model_id='gemini-2.5-flash@tokens=400,paragraph=4')"],
+            cwd=ROOT, env=env, check=True,
+        )
+        on_a, on_b = _sign_in(a.url), _sign_in(b.url)
+        response = _post(on_a, "/c/new/", {"model": _model_id(on_a, "Long answer"),
+                                           "text": "through an outage"})
+        conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
+        ws_url = f"ws://127.0.0.1:{b.port}/ws/conversations/{conversation_id}/"
+
+        async def watch() -> str:
+            listener = asyncio.create_task(
+                _listen(ws_url, on_b.cookies, "message-assistant status-complete", timeout=60))
+            await asyncio.sleep(2)  # frames flow through Redis to B
+            private_redis.stop()
+            await asyncio.sleep(3)
+            private_redis.start()
+            return await listener
+
+        try:
+            received = asyncio.run(watch())
+        except (TimeoutError, OSError) as exc:
+            raise AssertionError(
+                f"page on B never got the finished reply ({exc!r}); A:\n"
+                f"{a.log.read_text()[-3000:]}\nB:\n{b.log.read_text()[-3000:]}") from exc
+        page = on_b.get(f"/c/{conversation_id}/").text
+        assert "message-assistant status-complete" in page
+        # What B's page showed live ends with the whole stored answer.
+        stored = re.search(r'id="m\d+-text"[^>]*>(.*?)</div>\s*(?:<footer|<p)', page, re.S)
+        assert stored and "You said" in stored.group(1)
+        assert "status-complete" in received
+        # A socket opened right after Redis is back is served, not dropped.
+        again = asyncio.run(_listen(ws_url, on_b.cookies, "message-assistant", timeout=15))
+        assert "status-complete" in again
+    finally:
+        a.stop()
+        b.stop()
