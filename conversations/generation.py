@@ -26,6 +26,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 
 from conversations import replies
 from conversations.events import (
@@ -168,6 +169,19 @@ async def _checkpoint_periodically() -> None:
                 logger.exception("checkpoint of %d replies failed", len(batch))
 
 
+def _in_database(function):
+    """A reply's begin and save, off the loop. On SQLite in the one thread that
+    database work shares (writes are one at a time anyway); on PostgreSQL in a
+    thread pool, so that a hundred replies beginning at once wait for the
+    database side by side, not in a queue (a hundred begin_reply calls of some
+    8 ms each were most of the time from Send to the first token)."""
+    return database_sync_to_async(function, thread_sensitive=not _parallel_database())
+
+
+def _parallel_database() -> bool:
+    return connection.vendor != "sqlite"
+
+
 def shut_down_soon() -> None:
     """From a signal handler: end every running reply as interrupted, on the loop,
     without waiting for the server's connections to close first (a reply that
@@ -278,7 +292,7 @@ class Generation:
             except Exception:  # pages that miss it catch up on their next connect
                 logger.exception("announcing reply %s failed", self.message_id)
         try:
-            job = await database_sync_to_async(replies.begin_reply)(self.message_id)
+            job = await _in_database(replies.begin_reply)(self.message_id)
             if job is None:
                 await self._announce_finished_if_known()
                 return
@@ -402,7 +416,7 @@ class Generation:
             return str(upsert("message-list", render_message(
                 message, text_html=text_html, reasoning_html=reasoning_html)))
 
-        return await database_sync_to_async(save)()
+        return await _in_database(save)()
 
     async def _announce_finished_if_known(self) -> None:
         def load() -> tuple[int | None, str]:

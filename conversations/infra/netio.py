@@ -268,6 +268,8 @@ def use_asyncio_network(client: httpx.AsyncClient) -> httpx.AsyncClient:
     httpx builds its httpcore pool with no way to pass a network backend; the
     pool reads this attribute each time it opens a connection.
     """
+    if not isinstance(client._transport, httpx.AsyncHTTPTransport):
+        return client  # a transport of the caller's own (tests inject one)
     pool = getattr(client._transport, "_pool", None)
     if not isinstance(pool, httpcore.AsyncConnectionPool) or not hasattr(
         pool, "_network_backend"
