@@ -98,9 +98,18 @@ def render_stored_messages(message_ids: Iterable[int]) -> str:
     return str(messages_upsert(messages)) if messages else ""
 
 
+def writing_badge(message_id: int) -> SafeString:
+    """The "writing…" badge, replacing "waiting for the relay…" (the same partial
+    the page renders for a streaming reply); sent once per reply."""
+    return mark_safe(  # noqa: S308 - a template render, escaped as usual
+        render_to_string("conversations/_writing_badge.html", {"message_id": message_id}))
+
+
 def frame_html(frame: ReplyFrame) -> str:
     message_id = frame["message_id"]
     parts = []
+    if frame.get("first") or frame["snapshot"]:
+        parts.append(upsert(f"m{message_id}-head", writing_badge(message_id)))
     if frame["reasoning"]:
         parts.append(
             upsert(f"m{message_id}-reasoning",

@@ -318,3 +318,16 @@ def test_keyboard_slash_focuses_the_box_and_escape_stops_the_reply(page, live_ap
     expect(last_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
     expect(message_box(page)).to_be_focused()
     expect(page.locator("#composer-hint")).to_contain_text("Shift")
+
+
+def test_a_follow_up_reply_says_writing_while_it_streams(page, live_app):
+    sign_in(page, live_app)
+    start_chat(page, live_app, SLOW, "First question")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
+    message_box(page).fill("And a follow-up")
+    message_box(page).press("Enter")
+    reply = last_reply(page)
+    expect(reply.locator(".badge", has_text="writing…")).to_be_visible(timeout=10_000)
+    expect(reply.locator(".badge", has_text="waiting for the relay")).to_have_count(0)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
+    expect(reply.locator(".badge", has_text="writing…")).to_have_count(0)
