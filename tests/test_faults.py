@@ -5,7 +5,6 @@ simulator) and reads what it stored.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -14,30 +13,13 @@ import time
 
 import pytest
 
-from tests.test_multiprocess import ROOT, Server, _model_id, _post, _sign_in
-
-PASSWORD = "pw-for-multiprocess-1"
+from tests.servers import ROOT, Server, model_id, post, prepare_site, server_env, sign_in
 
 
 @pytest.fixture
 def single_server(tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "SIMULATOR_TOKEN_RATE": "20",
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("RELAY_BASE_URL", "REDIS_URL", "GENERATION_MODE"):
-        env.pop(name, None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         f"from django.contrib.auth.models import User; "
-         f"User.objects.create_user('alice', '', '{PASSWORD}')"],
-        cwd=ROOT, env=env, check=True,
-    )
+    env = server_env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    prepare_site(env)
     server = Server(env, tmp_path / "server.log")
     try:
         server.wait()
@@ -64,8 +46,8 @@ def _start_long_reply(server: Server) -> str:
          "model_id='gemini-2.5-flash@tokens=600')"],
         cwd=ROOT, env=server.env, check=True,
     )
-    client = _sign_in(server.url)
-    response = _post(client, "/c/new/", {"model": _model_id(client, "Long answer"),
+    client = sign_in(server.url)
+    response = post(client, "/c/new/", {"model": model_id(client, "Long answer"),
                                          "text": "a long one"})
     conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
     page = client.get(f"/c/{conversation_id}/").text

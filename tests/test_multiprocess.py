@@ -8,26 +8,29 @@ CI=true (the services are on the machine); skips elsewhere without them.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
-import websockets
 
-from tests.conftest import free_port
+from tests.servers import (
+    ROOT,
+    PrivateRedis,
+    Server,
+    listen,
+    model_id,
+    post,
+    prepare_site,
+    server_env,
+    sign_in,
+)
 
 pytestmark = pytest.mark.services
-ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "pw-for-multiprocess-1"
 
 
 @pytest.fixture
@@ -41,61 +44,11 @@ def shared_database(postgres_url):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class Server:
-    def __init__(self, env: dict, log: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.log = log
-        self.env = env
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port), "--no-migrate",
-             "--log-level", "warning", *extra],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(self.log.read_text())
-            try:
-                httpx.get(f"{self.url}/login/", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @pytest.fixture
 def shared_env(shared_database, redis_url, tmp_path):
-    env = {
-        **os.environ,
-        "DATABASE_URL": shared_database,
-        "REDIS_URL": redis_url,
-        "CHANNEL_LAYER_PREFIX": f"mp{uuid.uuid4().hex[:8]}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "SIMULATOR_TOKEN_RATE": "20",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("RELAY_BASE_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         f"from django.contrib.auth.models import User; "
-         f"User.objects.create_user('alice', '', '{PASSWORD}')"],
-        cwd=ROOT, env=env, check=True,
-    )
+    env = server_env(tmp_path, DATABASE_URL=shared_database, REDIS_URL=redis_url,
+                     CHANNEL_LAYER_PREFIX=f"mp{uuid.uuid4().hex[:8]}")
+    prepare_site(env)
     return env
 
 
@@ -111,55 +64,16 @@ def two_servers(shared_env, tmp_path):
             server.stop()
 
 
-def _sign_in(base: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=10)
-    client.get("/login/")
-    response = client.post(
-        "/login/",
-        data={"username": "alice", "password": PASSWORD,
-              "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-    )
-    assert response.status_code == 302, response.text
-    return client
-
-
-def _post(client: httpx.Client, path: str, data: dict) -> httpx.Response:
-    return client.post(
-        path, data=data,
-        headers={"X-CSRFToken": client.cookies["csrftoken"], "HX-Request": "true",
-                 "Referer": str(client.base_url)},
-    )
-
-
-def _model_id(client: httpx.Client, name: str) -> str:
-    page = client.get("/c/new/").text
-    match = re.search(r'<option value="(\d+)"[^>]*>' + re.escape(name), page)
-    assert match, f"no model {name!r} in the picker"
-    return match.group(1)
-
-
-async def _listen(url: str, cookies: httpx.Cookies, until: str, timeout: float = 30) -> str:
-    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    received = ""
-    async with websockets.connect(
-        url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"}
-    ) as socket:
-        async with asyncio.timeout(timeout):
-            while until not in received:
-                received += await socket.recv()
-    return received
-
-
 def test_a_reply_generated_by_one_process_streams_to_a_page_on_the_other(two_servers):
     a, b = two_servers
-    on_a, on_b = _sign_in(a.url), _sign_in(b.url)
-    response = _post(on_a, "/c/new/", {
-        "model": _model_id(on_a, "Gemini 2.5 Flash (simulated)"), "text": "hello from A",
+    on_a, on_b = sign_in(a.url), sign_in(b.url)
+    response = post(on_a, "/c/new/", {
+        "model": model_id(on_a, "Gemini 2.5 Flash (simulated)"), "text": "hello from A",
     })
     assert response.status_code == 200, response.text
     conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
     ws_url = f"ws://127.0.0.1:{b.port}/ws/conversations/{conversation_id}/"
-    received = asyncio.run(_listen(ws_url, on_b.cookies, "message-assistant status-complete"))
+    received = asyncio.run(listen(ws_url, on_b.cookies, "message-assistant status-complete"))
     # Frames of live blocks arrived on B while A generated, then the final message.
     assert re.search(r'hx-swap-oob="beforeend:#m\d+-text"', received)
     assert "You said: hello from A" in received
@@ -177,15 +91,15 @@ def test_stop_pressed_on_one_process_stops_the_generation_on_the_other(two_serve
          "model_id='gemini-2.5-flash@tokens=600')"],
         cwd=ROOT, env=a.env, check=True,
     )
-    on_a, on_b = _sign_in(a.url), _sign_in(b.url)
-    response = _post(on_a, "/c/new/", {
-        "model": _model_id(on_a, "Long answer"), "text": "a long one",
+    on_a, on_b = sign_in(a.url), sign_in(b.url)
+    response = post(on_a, "/c/new/", {
+        "model": model_id(on_a, "Long answer"), "text": "a long one",
     })
     conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
     page = on_a.get(f"/c/{conversation_id}/").text
     reply_id = re.findall(r'id="message-(\d+)"', page)[-1]
     time.sleep(1.0)  # let some tokens arrive (20 tokens/s)
-    stop = _post(on_b, f"/m/{reply_id}/stop/", {})
+    stop = post(on_b, f"/m/{reply_id}/stop/", {})
     assert stop.status_code == 200
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -222,14 +136,14 @@ def _worker_pids(server: Server) -> set[int]:
 def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
         served_with_workers):
     server = served_with_workers
-    client = _sign_in(server.url)
-    response = _post(client, "/c/new/", {
-        "model": _model_id(client, "Gemini 2.5 Flash (simulated)"), "text": "hello workers",
+    client = sign_in(server.url)
+    response = post(client, "/c/new/", {
+        "model": model_id(client, "Gemini 2.5 Flash (simulated)"), "text": "hello workers",
     })
     assert response.status_code == 200, response.text
     conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
     ws_url = f"ws://127.0.0.1:{server.port}/ws/conversations/{conversation_id}/"
-    received = asyncio.run(_listen(ws_url, client.cookies, "message-assistant status-complete"))
+    received = asyncio.run(listen(ws_url, client.cookies, "message-assistant status-complete"))
     assert re.search(r'hx-swap-oob="beforeend:#m\d+-text"', received), "no live frames"
     assert "You said: hello workers" in received
     # Two web processes and one generation worker run under the one command.
@@ -237,40 +151,6 @@ def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
                               capture_output=True, text=True).stdout
     assert "generate" in children, children
     assert len(_worker_pids(server)) >= 2, children
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, on a free port, that the test can stop."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(5)
-            self.process = None
 
 
 @pytest.fixture
@@ -285,20 +165,9 @@ def private_redis(tmp_path):
 
 def test_redis_away_mid_reply_the_reply_completes_and_the_other_process_catches_up(
         shared_database, private_redis, tmp_path):
-    env = {
-        **os.environ, "DATABASE_URL": shared_database, "REDIS_URL": private_redis.url,
-        "MEDIA_ROOT": str(tmp_path / "media"), "SIMULATOR_TOKEN_RATE": "40",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("RELAY_BASE_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env=env, check=True)
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         f"from django.contrib.auth.models import User; "
-         f"User.objects.create_user('alice', '', '{PASSWORD}')"],
-        cwd=ROOT, env=env, check=True,
-    )
+    env = server_env(tmp_path, DATABASE_URL=shared_database, REDIS_URL=private_redis.url,
+                     SIMULATOR_TOKEN_RATE="40")
+    prepare_site(env)
     a, b = Server(env, tmp_path / "a.log"), Server(env, tmp_path / "b.log")
     try:
         a.wait()
@@ -310,15 +179,15 @@ def test_redis_away_mid_reply_the_reply_completes_and_the_other_process_catches_
              "display_name='Long answer', model_id='gemini-2.5-flash@tokens=400,paragraph=4')"],
             cwd=ROOT, env=env, check=True,
         )
-        on_a, on_b = _sign_in(a.url), _sign_in(b.url)
-        response = _post(on_a, "/c/new/", {"model": _model_id(on_a, "Long answer"),
+        on_a, on_b = sign_in(a.url), sign_in(b.url)
+        response = post(on_a, "/c/new/", {"model": model_id(on_a, "Long answer"),
                                            "text": "through an outage"})
         conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
         ws_url = f"ws://127.0.0.1:{b.port}/ws/conversations/{conversation_id}/"
 
         async def watch() -> str:
             listener = asyncio.create_task(
-                _listen(ws_url, on_b.cookies, "message-assistant status-complete", timeout=60))
+                listen(ws_url, on_b.cookies, "message-assistant status-complete", timeout=60))
             await asyncio.sleep(2)  # frames flow through Redis to B
             private_redis.stop()
             await asyncio.sleep(3)
@@ -338,7 +207,7 @@ def test_redis_away_mid_reply_the_reply_completes_and_the_other_process_catches_
         assert stored and "You said" in stored.group(1)
         assert "status-complete" in received
         # A socket opened right after Redis is back is served, not dropped.
-        again = asyncio.run(_listen(ws_url, on_b.cookies, "message-assistant", timeout=15))
+        again = asyncio.run(listen(ws_url, on_b.cookies, "message-assistant", timeout=15))
         assert "status-complete" in again
     finally:
         a.stop()
