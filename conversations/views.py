@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -169,15 +170,11 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _title_entry(conversation: Conversation) -> str:
     """The page's heading, named by the first message."""
-    from django.template.loader import render_to_string
-
     html = render_to_string("conversations/_title.html", {"conversation": conversation})
     return upsert("conversation-head", mark_safe(html))  # noqa: S308 - an escaped template
 
 
 def _sidebar_entry(request: HttpRequest, conversation: Conversation) -> str:
-    from django.template.loader import render_to_string
-
     html = render_to_string(
         "conversations/_sidebar_item.html",
         {"item": conversation, "current": conversation},

@@ -37,6 +37,8 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, QuerySet
+from genai_prices import Usage as PricedUsage
+from genai_prices import calc_price
 
 from conversations.billing.money import ZERO, to_decimal
 from conversations.models import BillingMode, ChatModel, Conversation, Relay, Usage
@@ -167,9 +169,6 @@ def list_price(counts: TokenCounts, model_ref: str, *, at: datetime | None = Non
     Raises UnknownPrice when genai-prices does not know the model. A
     `vendor/model` id (OpenRouter style) is retried without its vendor.
     """
-    from genai_prices import Usage as PricedUsage
-    from genai_prices import calc_price
-
     values: dict[str, int] = {"input_tokens": counts.prompt, "output_tokens": counts.completion}
     if counts.cached:
         values["cache_read_tokens"] = counts.cached

@@ -14,11 +14,15 @@ import json
 import shutil
 import struct
 import subprocess
+import tempfile
 import wave
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import puremagic
+from PIL import Image, UnidentifiedImageError
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
 
 from conversations.infra.concurrency import outside_limit
 
@@ -190,8 +194,6 @@ class Details:
 
 def image_details(fh: BinaryIO, mime: str, *, max_pixels: int) -> Details:
     """Size from the header, then a full decode so a cut-off file is caught."""
-    from PIL import Image, UnidentifiedImageError
-
     details = Details(mime)
     if mime in ("image/heic", "image/heif"):
         return details  # Pillow cannot decode HEIC; the relay's model can
@@ -313,9 +315,6 @@ def _find_box(fh: BinaryIO, start: int, end: int, wanted: bytes) -> tuple[int, i
 
 
 def pdf_details(fh: BinaryIO, size: int) -> Details:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
     details = Details("application/pdf")
     fh.seek(max(0, size - 2048))
     if b"%%EOF" not in fh.read():
@@ -389,8 +388,6 @@ def describe_bytes(data: bytes, mime_hint: str = "") -> tuple[str, Details | Non
     if mime == "application/pdf":
         return mime, pdf_details(fh, len(data))
     if kind in ("audio", "video") and FFPROBE:
-        import tempfile
-
         with tempfile.NamedTemporaryFile() as tmp:
             tmp.write(data)
             tmp.flush()

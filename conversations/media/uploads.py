@@ -32,6 +32,7 @@ from django.core.files import File
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
+from PIL import Image
 
 from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
@@ -278,8 +279,6 @@ def _prepare(checked: CheckedUpload) -> Prepared:
 
 
 def _gif_to_png(upload, out: str) -> None:
-    from PIL import Image
-
     upload.seek(0)
     with Image.open(upload) as image:
         image.seek(0)  # relays take still images: the first frame of an animation

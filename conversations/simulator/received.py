@@ -9,6 +9,9 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from conversations.media import probe
 from conversations.tokens import (
@@ -173,10 +176,6 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 async def fetch_loopback_links(body: dict) -> Links:
     """Download the http(s) links in a request, as a relay would; loopback hosts only,
     so the simulator never reaches out of the machine."""
-    from urllib.parse import urlsplit
-
-    import httpx
-
     urls = {_part_url(p) for p in _content_parts(body)}
     wanted = [u for u in urls if u.startswith(("http://", "https://"))
               and (urlsplit(u).hostname or "") in _LOOPBACK]
