@@ -227,3 +227,6 @@ LOGGING = {
 # The simulator is mounted at /simulator/ on the app's own server when no
 # real relay is configured (or when SIMULATOR_ENABLED=true).
 SIMULATOR_ENABLED = env_bool("SIMULATOR_ENABLED", not RELAY_BASE_URL)
+# Where this process reaches its own simulator mount; `serve` sets it to its own
+# port, so the simulated relay row stores no port that another process would rewrite.
+SIMULATOR_URL = env_str("SIMULATOR_URL")

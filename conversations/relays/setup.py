@@ -5,6 +5,7 @@ the built-in simulator's, and those imported from a relay's /v1/models.
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils.crypto import salted_hmac
 
 from conversations.models import ChatModel, Dialect, Relay
 from conversations.relays.client import RelayTarget
@@ -16,8 +17,9 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
     """Create the relay configured by the environment on first start.
 
     With RELAY_BASE_URL set, that relay (and RELAY_MODELS) is created once.
-    Without it, the built-in simulator relay is created, and its address is
-    pointed at `simulator_url` (the running server's own /simulator mount).
+    Without it, the built-in simulator relay is created (first at `simulator_url`;
+    each process then reaches its own mount, see `relay_target`), holding this
+    install's simulator key.
     """
     if settings.RELAY_BASE_URL:
         relay, created = Relay.objects.get_or_create(
@@ -40,15 +42,22 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
     relay, created = Relay.objects.get_or_create(
         is_simulated=True,
         name=SIMULATED_RELAY_NAME,
-        defaults={"base_url": simulator_url, "api_key": "sim-local-key",
+        defaults={"base_url": simulator_url, "api_key": simulator_key(),
                   "dialect": Dialect.OPENAI},
     )
-    if not created and relay.base_url != simulator_url:
-        relay.base_url = simulator_url
-        relay.save(update_fields=["base_url"])
     if created:
         create_simulated_models(relay=relay)
+    elif relay.api_key != simulator_key():  # an install from before the key, or a new SECRET_KEY
+        relay.api_key = simulator_key()
+        relay.save(update_fields=["api_key"])
     return relay
+
+
+def simulator_key() -> str:
+    """The Bearer key of this install's mounted simulator: derived from SECRET_KEY, so
+    every process of the install agrees on it and no one outside can guess it."""
+    return salted_hmac("conversations.relays.simulator-key", "mounted simulator",
+                       algorithm="sha256").hexdigest()
 
 
 def create_simulated_models(*, relay: Relay) -> None:
@@ -78,6 +87,12 @@ def _unique_relay_name(base: str) -> str:
 
 
 def relay_target(relay: Relay) -> RelayTarget:
+    """Where and how to reach `relay`. The simulated relay is reached at this process's
+    own mount (SIMULATOR_URL, set by `serve`), so several processes each stream from
+    themselves instead of all from whichever started last."""
+    if relay.is_simulated:
+        return RelayTarget(base_url=settings.SIMULATOR_URL or relay.base_url,
+                           api_key=relay.api_key or "", name=relay.name)
     return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import uvicorn
@@ -27,7 +28,12 @@ class Command(BaseCommand):
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        simulator_url = f"http://127.0.0.1:{port}/simulator" if settings.SIMULATOR_ENABLED else None
+        simulator_url = None
+        if settings.SIMULATOR_ENABLED:
+            simulator_url = f"http://127.0.0.1:{port}/simulator"
+            # This process (and any worker it starts, through the environment) reaches
+            # its own mount: see relays.setup.relay_target.
+            os.environ["SIMULATOR_URL"] = settings.SIMULATOR_URL = simulator_url
         relay = setup.ensure_default_relay(simulator_url=simulator_url)
         self._first_user()
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
