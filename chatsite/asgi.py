@@ -58,8 +58,24 @@ def build_router(*, simulator_enabled: bool) -> ProtocolTypeRouter:
 router = build_router(simulator_enabled=settings.SIMULATOR_ENABLED)
 
 
+INSECURE_START = (
+    "Refusing to start: SECRET_KEY is not set (or is the public development key) and "
+    "DEBUG is off. Set SECRET_KEY in the environment, or start with `manage.py serve`, "
+    f"which generates one on its first start and keeps it in {settings.SECRET_KEY_FILE}."
+)
+
+
+async def _refuse_start(receive, send) -> None:
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": INSECURE_START})
+
+
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
+        if settings.INSECURE_SECRET_KEY:
+            await _refuse_start(receive, send)
+            return
         await handle_lifespan(receive, send)
         return
     await router(scope, receive, send)

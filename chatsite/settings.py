@@ -48,10 +48,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", default=False)
-_DEV_SECRET = "dev-insecure-secret-key-do-not-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
-if SECRET_KEY == _DEV_SECRET and not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-    raise ImproperlyConfigured("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
+_DEFAULT_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL", _DEFAULT_DATABASE_URL)
+
+
+def _beside_the_database(name: str) -> Path:
+    if DATABASE_URL.startswith("sqlite:///") and DATABASE_URL != "sqlite:///:memory:":
+        return Path(DATABASE_URL.removeprefix("sqlite:///")).parent / name
+    return BASE_DIR / name
+
+
+# SECRET_KEY signs sessions and file links and derives the relay-key encryption
+# key. Without one in the environment, the key `manage.py serve` generated on its
+# first start is read from this file; only DEBUG may run on the public
+# development key, and chatsite/asgi.py refuses to start on it otherwise.
+SECRET_KEY_FILE = Path(env_str("SECRET_KEY_FILE", str(_beside_the_database("secret-key"))))
+DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else ""
+) or DEVELOPMENT_SECRET_KEY
+INSECURE_SECRET_KEY = SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -108,7 +124,7 @@ TEMPLATES = [
 # DATABASE_URL (e.g. postgres://…) lets several server processes share state.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        DATABASE_URL,
         # Persistent connections: generations save through database_sync_to_async
         # many times a second, and opening a connection per call costs more
         # than the query.
@@ -174,6 +190,18 @@ WHITENOISE_USE_FINDERS = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Behind a proxy that terminates HTTPS (and sets X-Forwarded-Proto): trust its
+# header, redirect plain HTTP, send HSTS and keep both cookies to HTTPS, together.
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # The preload token only allows submitting the site to browsers' preload list.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
 # Relay keys are encrypted at rest with a key derived from this secret
 # (or SECRET_KEY when unset). Rotating it makes stored keys unreadable.

@@ -115,3 +115,12 @@ def test_a_real_relay_is_never_sent_to_the_simulator_mount():
     with override_settings(SIMULATOR_URL="http://127.0.0.1:8000/simulator"):
         target = setup.relay_target(relay)
     assert target.base_url == "https://api.example.com" and target.api_key == "sk-real"
+
+
+def test_a_simulated_relay_whose_key_no_longer_decrypts_gets_this_installs_key():
+    with override_settings(SECRET_KEY="an-earlier-secret-key-" * 3, RELAY_BASE_URL=""):
+        setup.ensure_default_relay(simulator_url="http://127.0.0.1:8000/simulator")
+    with override_settings(RELAY_BASE_URL=""):
+        relay = setup.ensure_default_relay(simulator_url="http://127.0.0.1:8000/simulator")
+    assert relay.api_key == setup.simulator_key()
+    assert Relay.objects.get(pk=relay.pk).api_key == setup.simulator_key()

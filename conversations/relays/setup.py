@@ -39,15 +39,19 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
         return relay
     if not simulator_url:
         return Relay.objects.filter(is_simulated=True).first()
-    relay, created = Relay.objects.get_or_create(
-        is_simulated=True,
-        name=SIMULATED_RELAY_NAME,
-        defaults={"base_url": simulator_url, "api_key": simulator_key(),
-                  "dialect": Dialect.OPENAI},
-    )
+    simulated = Relay.objects.filter(is_simulated=True, name=SIMULATED_RELAY_NAME)
+    try:
+        relay, created = Relay.objects.get_or_create(
+            is_simulated=True, name=SIMULATED_RELAY_NAME,
+            defaults={"base_url": simulator_url, "api_key": simulator_key(),
+                      "dialect": Dialect.OPENAI},
+        )
+    except ValueError:  # its key was encrypted with another SECRET_KEY: it gets this one's
+        simulated.update(api_key=simulator_key())
+        relay, created = simulated.get(), False
     if created:
         create_simulated_models(relay=relay)
-    elif relay.api_key != simulator_key():  # an install from before the key, or a new SECRET_KEY
+    elif relay.api_key != simulator_key():  # an install from before the key
         relay.api_key = simulator_key()
         relay.save(update_fields=["api_key"])
     return relay

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 import uvicorn
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.core.management.utils import get_random_secret_key
 
 from conversations.relays import setup
 
@@ -25,6 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, no_migrate: bool, log_level: str,
                **options) -> None:
+        if settings.INSECURE_SECRET_KEY:
+            self._generate_secret_key()
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -47,6 +51,29 @@ class Command(BaseCommand):
             "chatsite.asgi:application", host=host, port=port, lifespan="on",
             log_level=log_level, proxy_headers=True,
         )
+
+    def _generate_secret_key(self) -> None:
+        """The one-command start on a fresh machine: a random SECRET_KEY, kept in
+        SECRET_KEY_FILE (beside the database), which every later start reads."""
+        path = settings.SECRET_KEY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # exclusive: two processes starting at once agree on the first one's key
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = ""
+            for _ in range(50):  # the other process may not have written it yet
+                key = path.read_text().strip()
+                if key:
+                    break
+                time.sleep(0.1)
+        else:
+            key = get_random_secret_key()
+            with os.fdopen(fd, "w") as file:
+                file.write(key + "\n")
+            self.stdout.write(f"Generated a SECRET_KEY in {path}; keep the file private.")
+        # Settings were read before the file existed; workers started later read the file.
+        settings.SECRET_KEY = key
+        settings.INSECURE_SECRET_KEY = False
 
     def _first_user(self) -> None:
         User = get_user_model()
