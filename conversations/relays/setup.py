@@ -91,12 +91,13 @@ def _unique_relay_name(base: str) -> str:
 
 
 def relay_target(relay: Relay) -> RelayTarget:
-    """Where and how to reach `relay`. The simulated relay is reached at this process's
+    """Where and how to reach `relay`. A simulated relay is reached at this process's
     own mount (SIMULATOR_URL, set by `serve`), so several processes each stream from
-    themselves instead of all from whichever started last."""
-    if relay.is_simulated:
-        return RelayTarget(base_url=settings.SIMULATOR_URL or relay.base_url,
-                           api_key=relay.api_key or "", name=relay.name)
+    themselves instead of all from whichever started last, with this install's key
+    (also for simulated relays an admin adds)."""
+    if relay.is_simulated and settings.SIMULATOR_URL:
+        return RelayTarget(base_url=settings.SIMULATOR_URL, api_key=simulator_key(),
+                           name=relay.name)
     return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
 
 
