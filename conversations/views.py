@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -113,6 +114,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@csp_update({"img-src": ["data:"]})  # pictures in the models' answers (rendering.py)
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
     context = _page_context(

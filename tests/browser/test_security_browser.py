@@ -1,0 +1,64 @@
+"""The Content-Security-Policy as a browser enforces it: every page works with it.
+
+Chromium reports each blocked script, style, picture or socket on the console;
+a page that needed anything inline or from elsewhere would show it there.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, sign_in, start_chat
+
+PICTURE = "Answers with a picture (simulated)"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _picture_model(live_app):
+    live_app.shell(
+        "from conversations.models import ChatModel, Relay\n"
+        "relay = Relay.objects.get(is_simulated=True)\n"
+        "ChatModel.objects.get_or_create(relay=relay, model_id='gemini-2.5-flash@huge=600',"
+        f" defaults={{'display_name': '{PICTURE}'}})\n"
+    )
+
+
+def _watch_violations(page: Page) -> list[str]:
+    seen: list[str] = []
+    page.on("console", lambda message: seen.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    return seen
+
+
+def test_every_page_carries_the_policy(live_app):
+    response = httpx.get(f"{live_app.url}/login/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy and "data:" not in policy
+    assert f"ws://127.0.0.1:{live_app.port}" in policy
+
+
+def test_a_reply_with_a_picture_streams_under_the_policy_with_nothing_blocked(
+    page: Page, live_app
+):
+    violations = _watch_violations(page)
+    sign_in(page, live_app)
+    start_chat(page, live_app, PICTURE, "Draw me something")
+    reply = last_reply(page)
+    expect(reply.locator("div.md[id$='-text']")).to_contain_text(
+        "That is the end of the simulated answer.", timeout=REPLY_TIMEOUT)
+    # The picture is kept (data: is allowed here); the simulator's bytes are no real PNG.
+    expect(reply.locator("img[alt='generated image']")).to_have_count(1)
+    page.reload()
+    expect(last_reply(page).locator("img[alt='generated image']")).to_have_count(1)
+    for path in ["/c/new/", "/costs/", "/admin/", "/admin/conversations/relay/add/"]:
+        page.goto(f"{live_app.url}{path}")
+        page.wait_for_load_state("networkidle")
+    assert violations == []
+    # The watch sees what the policy refuses: a data: picture outside a conversation.
+    page.evaluate("() => { const i = new Image(); i.src = 'data:image/gif;base64,"
+                  "R0lGODlhAQABAAAAACwAAAAAAQABAAA='; document.body.append(i); }")
+    page.wait_for_timeout(500)
+    assert any("img-src" in v for v in violations), violations
