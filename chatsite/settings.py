@@ -6,6 +6,7 @@ process at start-up instead of silently falling back to a default.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "csp",
+    "axes",
     "conversations",
 ]
 
@@ -98,6 +100,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chatsite.csp.SiteCSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 # How many requests run their synchronous views at once (conversations/concurrency.py):
@@ -164,6 +167,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (django-axes) on /login/ and /admin/login/ alike: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one address,
+# that username or address is locked out for LOGIN_LOCKOUT_MINUTES (each further
+# try restarts the wait). Staff unlock in the admin (Axes → Access attempts:
+# delete the row) or with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every command's output; failures are still logged
+# The address uvicorn saw (it applies X-Forwarded-For only from trusted proxies);
+# never a header a client can set.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
