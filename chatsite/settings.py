@@ -255,6 +255,8 @@ FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 RELAY_BASE_URL = env_str("RELAY_BASE_URL")
 RELAY_API_KEY = env_str("RELAY_API_KEY")
 RELAY_DIALECT = env_str("RELAY_DIALECT", "openai")
+# Relays on this machine or a private network (conversations/relays/addresses.py).
+RELAY_ALLOW_PRIVATE = env_bool("RELAY_ALLOW_PRIVATE", False)
 RELAY_MODELS = env_list("RELAY_MODELS", [])
 RELAY_CONNECT_TIMEOUT = float(env_int("RELAY_CONNECT_TIMEOUT", 10))
 RELAY_READ_TIMEOUT = float(env_int("RELAY_READ_TIMEOUT", 120))

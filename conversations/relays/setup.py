@@ -5,9 +5,11 @@ the built-in simulator's, and those imported from a relay's /v1/models.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.crypto import salted_hmac
 
 from conversations.models import ChatModel, Dialect, Relay
+from conversations.relays.addresses import RelayAddressError, check_relay_url
 from conversations.relays.client import RelayTarget
 
 SIMULATED_RELAY_NAME = "Relay simulator"
@@ -22,6 +24,10 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
     install's simulator key.
     """
     if settings.RELAY_BASE_URL:
+        try:
+            check_relay_url(settings.RELAY_BASE_URL)
+        except RelayAddressError as exc:
+            raise ImproperlyConfigured(f"RELAY_BASE_URL: {exc}") from exc
         relay, created = Relay.objects.get_or_create(
             base_url=settings.RELAY_BASE_URL.rstrip("/"),
             defaults={

@@ -19,7 +19,7 @@ PICTURE = "Answers with a picture (simulated)"
 def _picture_model(live_app):
     live_app.shell(
         "from conversations.models import ChatModel, Relay\n"
-        "relay = Relay.objects.get(is_simulated=True)\n"
+        "relay = Relay.objects.get(is_simulated=True, name='Relay simulator')\n"
         "ChatModel.objects.get_or_create(relay=relay, model_id='gemini-2.5-flash@huge=600',"
         f" defaults={{'display_name': '{PICTURE}'}})\n"
     )
