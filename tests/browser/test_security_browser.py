@@ -62,3 +62,15 @@ def test_a_reply_with_a_picture_streams_under_the_policy_with_nothing_blocked(
                   "R0lGODlhAQABAAAAACwAAAAAAQABAAA='; document.body.append(i); }")
     page.wait_for_timeout(500)
     assert any("img-src" in v for v in violations), violations
+
+
+def test_a_message_over_10_mb_is_refused_in_words_under_the_composer(page: Page, live_app):
+    sign_in(page, live_app)
+    start_chat(page, live_app, "Gemini 2.5 Flash (simulated)", "A first message")
+    page.evaluate("() => { document.querySelector('#id_text').value ="
+                  " 'x'.repeat(10 * 1024 * 1024 + 1); }")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#composer-error")).to_contain_text(
+        "This message is too long to send: its text and settings can be at most 10 MB",
+        timeout=REPLY_TIMEOUT)
+    expect(page.locator("article.message-user")).to_have_count(1)
