@@ -6,6 +6,8 @@ a page that needed anything inline or from elsewhere would show it there.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
@@ -74,3 +76,70 @@ def test_a_message_over_10_mb_is_refused_in_words_under_the_composer(page: Page,
         "This message is too long to send: its text and settings can be at most 10 MB",
         timeout=REPLY_TIMEOUT)
     expect(page.locator("article.message-user")).to_have_count(1)
+
+
+LONG = "Long answer for the network test (simulated)"
+REPLY_TEXT_JS = ("document.querySelector(\"article.message-assistant:last-of-type"
+                 " div.md[id$='-text']\")")
+
+
+@pytest.fixture(scope="module")
+def _long_model(live_app):
+    live_app.shell(
+        "from conversations.models import ChatModel, Relay\n"
+        "relay = Relay.objects.get(is_simulated=True, name='Relay simulator')\n"
+        "ChatModel.objects.get_or_create(relay=relay,"
+        " model_id='gemini-2.5-flash@tokens=400,rate=10',"
+        f" defaults={{'display_name': '{LONG}'}})\n"
+    )
+
+
+def test_a_page_whose_network_returns_reconnects_within_2_s_and_catches_up(
+    page: Page, live_app, _long_model
+):
+    sign_in(page, live_app)
+    start_chat(page, live_app, LONG, "Keep talking")
+    text = last_reply(page).locator("div.md[id$='-text']")
+    expect(text).not_to_be_empty(timeout=REPLY_TIMEOUT)
+    status = page.locator("#connection-status")
+
+    page.context.set_offline(True)
+    expect(status).to_be_visible(timeout=10_000)
+    expect(status).to_contain_text("offline")
+    page.wait_for_timeout(8_000)  # long enough for htmx's default delay to have grown
+    shown_offline = len(text.inner_text())
+
+    page.context.set_offline(False)
+    expect(status).to_be_hidden(timeout=2_000)
+    # The current state arrives with the connection: what was written meanwhile.
+    page.wait_for_function(f"n => {REPLY_TEXT_JS}.innerText.length > n + 40",
+                           arg=shown_offline, timeout=2_000)
+
+
+def test_a_socket_the_network_drops_comes_back_by_itself_with_retries_capped_at_2_s(
+    page: Page, live_app, _long_model
+):
+    live = []
+
+    def route(ws):  # between the page and the server, so the test can drop the socket
+        ws.connect_to_server()
+        live.append(ws)
+
+    page.route_web_socket(re.compile(r".*/ws/conversations/.*"), route)
+    sign_in(page, live_app)
+    start_chat(page, live_app, LONG, "Keep talking")
+    text = last_reply(page).locator("div.md[id$='-text']")
+    expect(text).not_to_be_empty(timeout=REPLY_TIMEOUT)
+    status = page.locator("#connection-status")
+
+    for ws in live:
+        ws.close(code=1011, reason="dropped")  # an abnormal close: the page retries
+    expect(status).to_be_visible(timeout=2_000)
+    shown = len(text.inner_text())
+    expect(status).to_be_hidden(timeout=2_500)
+    page.wait_for_function(f"n => {REPLY_TEXT_JS}.innerText.length > n", arg=shown,
+                           timeout=2_000)
+    # However many retries failed before (a long outage), the next waits at most 2 s.
+    delays = page.evaluate("() => [0, 1, 2, 3, 5, 8, 20, 100]"
+                           ".map(n => htmx.config.wsReconnectDelay(n))")
+    assert all(0 < d <= 2000 for d in delays), delays
