@@ -55,7 +55,8 @@ def test_a_reply_with_a_picture_streams_under_the_policy_with_nothing_blocked(
     expect(reply.locator("img[alt='generated image']")).to_have_count(1)
     page.reload()
     expect(last_reply(page).locator("img[alt='generated image']")).to_have_count(1)
-    for path in ["/c/new/", "/costs/", "/admin/", "/admin/conversations/relay/add/"]:
+    for path in ["/c/new/", "/costs/", "/people/", "/account/password/", "/admin/",
+                 "/admin/conversations/relay/add/"]:
         page.goto(f"{live_app.url}{path}")
         page.wait_for_load_state("networkidle")
     assert violations == []
