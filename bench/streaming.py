@@ -142,7 +142,7 @@ class Stack:
         self.bench_conversations = conversations
         self.processes.append(subprocess.Popen(
             [sys.executable, "-m", "conversations.simulator", "--port", str(self.sim_port),
-             "--rate", str(self.rate)], cwd=ROOT, env=self.env,
+             "--rate", str(self.rate), "--log"], cwd=ROOT, env=self.env,
         ))
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("shell", "-c", f"""

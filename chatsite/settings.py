@@ -6,6 +6,7 @@ process at start-up instead of silently falling back to a default.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,10 +49,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", default=False)
-_DEV_SECRET = "dev-insecure-secret-key-do-not-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
-if SECRET_KEY == _DEV_SECRET and not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
-    raise ImproperlyConfigured("SECRET_KEY must be set when REQUIRE_SECRET_KEY is on")
+_DEFAULT_DATABASE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL", _DEFAULT_DATABASE_URL)
+
+
+def _beside_the_database(name: str) -> Path:
+    if DATABASE_URL.startswith("sqlite:///") and DATABASE_URL != "sqlite:///:memory:":
+        return Path(DATABASE_URL.removeprefix("sqlite:///")).parent / name
+    return BASE_DIR / name
+
+
+# SECRET_KEY signs sessions and file links and derives the relay-key encryption
+# key. Without one in the environment, the key `manage.py serve` generated on its
+# first start is read from this file; only DEBUG may run on the public
+# development key, and chatsite/asgi.py refuses to start on it otherwise.
+SECRET_KEY_FILE = Path(env_str("SECRET_KEY_FILE", str(_beside_the_database("secret-key"))))
+DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY") or (
+    SECRET_KEY_FILE.read_text().strip() if SECRET_KEY_FILE.is_file() else ""
+) or DEVELOPMENT_SECRET_KEY
+INSECURE_SECRET_KEY = SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -66,6 +83,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "channels",
     "django_htmx",
+    "csp",
+    "axes",
     "conversations",
 ]
 
@@ -79,7 +98,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chatsite.csp.SiteCSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Where replies are generated: "process" (in each server process, the embedded
@@ -116,7 +137,7 @@ TEMPLATES = [
 # DATABASE_URL (e.g. postgres://…) lets several server processes share state.
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        DATABASE_URL,
         # Persistent connections: generations save through database_sync_to_async
         # many times a second, and opening a connection per call costs more
         # than the query.
@@ -165,6 +186,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Sign-in throttling (django-axes) on /login/ and /admin/login/ alike: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username, or from one address,
+# that username or address is locked out for LOGIN_LOCKOUT_MINUTES (each further
+# try restarts the wait). Staff unlock in the admin (Axes → Access attempts:
+# delete the row) or with `manage.py axes_reset_username NAME`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # no banner on every command's output; failures are still logged
+# The address uvicorn saw (it applies X-Forwarded-For only from trusted proxies);
+# never a header a client can set.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -193,6 +232,38 @@ WHITENOISE_USE_FINDERS = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Content-Security-Policy (django-csp 4) on every page: scripts, styles and
+# sockets from this site only, nothing inline. Pictures: this site and the
+# composer's previews (blob:); the conversation page adds data: for the
+# pictures models put in their answers (conversations/views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "blob:"],
+        "media-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Behind a proxy that terminates HTTPS (and sets X-Forwarded-Proto): trust its
+# header, redirect plain HTTP, send HSTS and keep both cookies to HTTPS, together.
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # The preload token only allows submitting the site to browsers' preload list.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 
 # Relay keys are encrypted at rest with a key derived from this secret
 # (or SECRET_KEY when unset). Rotating it makes stored keys unreadable.
@@ -203,6 +274,8 @@ FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY", "")
 RELAY_BASE_URL = env_str("RELAY_BASE_URL")
 RELAY_API_KEY = env_str("RELAY_API_KEY")
 RELAY_DIALECT = env_str("RELAY_DIALECT", "openai")
+# Relays on this machine or a private network (conversations/relays/addresses.py).
+RELAY_ALLOW_PRIVATE = env_bool("RELAY_ALLOW_PRIVATE", False)
 RELAY_MODELS = env_list("RELAY_MODELS", [])
 RELAY_CONNECT_TIMEOUT = float(env_int("RELAY_CONNECT_TIMEOUT", 10))
 RELAY_READ_TIMEOUT = float(env_int("RELAY_READ_TIMEOUT", 120))
@@ -246,3 +319,6 @@ LOGGING = {
 # The simulator is mounted at /simulator/ on the app's own server when no
 # real relay is configured (or when SIMULATOR_ENABLED=true).
 SIMULATOR_ENABLED = env_bool("SIMULATOR_ENABLED", not RELAY_BASE_URL)
+# Where this process reaches its own simulator mount; `serve` sets it to its own
+# port, so the simulated relay row stores no port that another process would rewrite.
+SIMULATOR_URL = env_str("SIMULATOR_URL")

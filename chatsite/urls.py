@@ -12,3 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("conversations.urls")),
 ]
+
+# Posts Django refuses before a view runs (too large, unreadable) are said in plain
+# words, in the composer when HTMX sent them.
+handler400 = "conversations.views.bad_request"

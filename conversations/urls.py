@@ -13,4 +13,5 @@ urlpatterns = [
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
     path("costs/", include("conversations.billing.urls")),
     path("files/", include("conversations.media.urls")),
+    path("", include("conversations.accounts.urls")),
 ]

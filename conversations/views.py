@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -42,6 +46,31 @@ def _composer_error(message: str) -> HttpResponse:
         "composer-errors", format_html('<p id="composer-error" role="alert">{}</p>', message)
     )
     return HttpResponse(html, status=UNPROCESSABLE)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler400: a post Django refused before any view ran, said in plain words
+    where the person sees it (the composer for HTMX posts, a page otherwise)."""
+    message = _refusal_words(exception)
+    if request.headers.get("HX-Request") == "true":
+        return _composer_error(message)
+    return render(request, "400.html", {"message": message}, status=400)
+
+
+def _refusal_words(exception: Exception | None) -> str:
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
+        return (f"This message is too long to send: its text and settings can be at most "
+                f"{limit:g} MB (attached files have their own limits). Nothing was sent.")
+    if isinstance(exception, TooManyFilesSent):
+        return (f"Too many files in one message: the server reads at most "
+                f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES}. Nothing was sent.")
+    if isinstance(exception, TooManyFieldsSent):
+        return "This form sent more fields than the server accepts. Nothing was sent."
+    if isinstance(exception, MultiPartParserError):
+        return ("The server could not read what was sent (the upload was malformed or cut "
+                "off). Nothing was sent; try again.")
+    return "The server could not understand that request. Nothing was sent; try again."
 
 
 # Replaces a shown error by id (an upsert never removes anything).
@@ -114,6 +143,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@csp_update({"img-src": ["data:"]})  # pictures in the models' answers (rendering.py)
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
     context = _page_context(

@@ -18,7 +18,7 @@ from conversations import services
 from conversations.errors import ServiceError
 from conversations.media import probe
 from conversations.media.links import SIGNING_SALT, signed_url
-from conversations.media.uploads import clean_name
+from conversations.media.uploads import KIND_NOUNS, clean_name
 from conversations.models import Attachment, Conversation, Dialect, Message
 from tests.factories import make_conversation, make_model, make_relay, make_user
 from tests.fixtures import media
@@ -528,3 +528,13 @@ def test_a_files_only_message_is_titled_by_the_clean_file_names(conversation):
     post(conversation, upload("..\\secret\\photo\u202egnp.png", PNG), text="")
     conversation.refresh_from_db()
     assert conversation.title == "photognp.png"
+
+
+def test_a_file_just_over_the_limit_says_both_sizes_in_numbers_that_differ(
+    conversation, settings
+):
+    # One byte over: not "1 KB, and images can be at most 1 KB".
+    settings.UPLOAD_LIMITS = {**settings.UPLOAD_LIMITS, "image": len(PNG) - 1}
+    message = refused(conversation, upload("photo.png", PNG))
+    assert (f"it is {len(PNG):,} bytes, and {KIND_NOUNS['image']} can be at most "
+            f"{len(PNG) - 1:,} bytes") in message

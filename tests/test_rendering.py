@@ -155,8 +155,9 @@ def test_it_shows_code_in_an_unknown_language_as_plain_escaped_text():
 def test_it_renders_tables_with_alignment_only():
     html = render_block("| a | b |\n|:-|-:|\n| 1 | 2 |")
 
-    assert '<th style="text-align:left">a</th>' in html
-    assert '<td style="text-align:right">2</td>' in html
+    assert '<th class="align-left">a</th>' in html
+    assert '<td class="align-right">2</td>' in html
+    assert "style=" not in html
 
 
 # -- cutting text into blocks ---------------------------------------------------

@@ -102,10 +102,21 @@ def clean_name(raw: str | None) -> str:
     return name
 
 
-def _size_words(size: int) -> str:
+def _size_words(size: int, decimals: int = 1) -> str:
     if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.1f} MB"
+        return f"{size / (1024 * 1024):.{decimals}f}".rstrip("0").rstrip(".") + " MB"
     return f"{max(1, round(size / 1024))} KB"
+
+
+def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
+    """`size` and `limit` in words that never read the same: a file just over the
+    limit is not "20 MB, at most 20 MB"."""
+    limit_words = _size_words(limit, decimals=2)
+    for decimals in (1, 2, 3):
+        size_words = _size_words(size, decimals)
+        if size_words != limit_words and size_words != _size_words(limit, decimals):
+            return size_words, limit_words
+    return f"{size:,} bytes", f"{limit:,} bytes ({limit_words})"
 
 
 # -- checking -------------------------------------------------------------------------
@@ -120,10 +131,10 @@ def check_uploads(*, files: list, model: ChatModel | None, relay: Relay) -> list
         )
     total = sum(int(getattr(f, "size", 0) or 0) for f in files)
     if total > settings.UPLOAD_MAX_MESSAGE_BYTES:
+        total_words, limit_words = _sizes_apart(total, settings.UPLOAD_MAX_MESSAGE_BYTES)
         raise UploadRejected(
-            f"These files add up to {_size_words(total)}; one message can carry at most "
-            f"{_size_words(settings.UPLOAD_MAX_MESSAGE_BYTES)}. Send them in several "
-            "messages. Nothing was sent."
+            f"These files add up to {total_words}; one message can carry at most "
+            f"{limit_words}. Send them in several messages. Nothing was sent."
         )
     checked, problems = [], []
     for upload in files:
@@ -152,9 +163,9 @@ def check_upload(
     kind = KIND_OF_MIME[mime]
     limit = settings.UPLOAD_LIMITS[kind]
     if size > limit:
+        size_words, limit_words = _sizes_apart(size, limit)
         raise FileProblem(
-            f"it is {_size_words(size)}, and {KIND_NOUNS[kind]} can be at most "
-            f"{_size_words(limit)}"
+            f"it is {size_words}, and {KIND_NOUNS[kind]} can be at most {limit_words}"
         )
     details = _inspect(upload, mime=mime, kind=kind, size=size)
     if details.problem:

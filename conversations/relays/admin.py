@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from conversations.infra.concurrency import outside_limit
 from conversations.models import ChatModel, Relay
 from conversations.relays import setup
+from conversations.relays.addresses import RelayAddressError, check_relay_url, host_of
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
 
@@ -35,11 +36,21 @@ class RelayForm(forms.ModelForm):
             "exchange_rate", "billing_mode", "price_multiplier", "group_ratio",
         ]
 
-    def clean_api_key(self) -> str:
-        key = self.cleaned_data.get("api_key", "")
-        if not key and self.instance.pk:
-            return self.instance.api_key
-        return key
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        url = cleaned.get("base_url")
+        if url and not cleaned.get("is_simulated"):  # the simulator is reached at its mount
+            try:
+                check_relay_url(url)
+            except RelayAddressError as exc:
+                self.add_error("base_url", str(exc))
+        if not cleaned.get("api_key") and self.instance.pk:
+            if url and host_of(url) != host_of(self.instance.base_url):
+                # The stored key belongs to the old host; it is never sent to a new one.
+                self.add_error("api_key", "The address's host changed: enter the key again.")
+            else:
+                cleaned["api_key"] = self.instance.api_key
+        return cleaned
 
 
 class ChatModelInline(admin.TabularInline):

@@ -5,8 +5,11 @@ the built-in simulator's, and those imported from a relay's /v1/models.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.crypto import salted_hmac
 
 from conversations.models import ChatModel, Dialect, Relay
+from conversations.relays.addresses import RelayAddressError, check_relay_url
 from conversations.relays.client import RelayTarget
 
 SIMULATED_RELAY_NAME = "Relay simulator"
@@ -16,10 +19,15 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
     """Create the relay configured by the environment on first start.
 
     With RELAY_BASE_URL set, that relay (and RELAY_MODELS) is created once.
-    Without it, the built-in simulator relay is created, and its address is
-    pointed at `simulator_url` (the running server's own /simulator mount).
+    Without it, the built-in simulator relay is created (first at `simulator_url`;
+    each process then reaches its own mount, see `relay_target`), holding this
+    install's simulator key.
     """
     if settings.RELAY_BASE_URL:
+        try:
+            check_relay_url(settings.RELAY_BASE_URL)
+        except RelayAddressError as exc:
+            raise ImproperlyConfigured(f"RELAY_BASE_URL: {exc}") from exc
         relay, created = Relay.objects.get_or_create(
             base_url=settings.RELAY_BASE_URL.rstrip("/"),
             defaults={
@@ -37,18 +45,29 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
         return relay
     if not simulator_url:
         return Relay.objects.filter(is_simulated=True).first()
-    relay, created = Relay.objects.get_or_create(
-        is_simulated=True,
-        name=SIMULATED_RELAY_NAME,
-        defaults={"base_url": simulator_url, "api_key": "sim-local-key",
-                  "dialect": Dialect.OPENAI},
-    )
-    if not created and relay.base_url != simulator_url:
-        relay.base_url = simulator_url
-        relay.save(update_fields=["base_url"])
+    simulated = Relay.objects.filter(is_simulated=True, name=SIMULATED_RELAY_NAME)
+    try:
+        relay, created = Relay.objects.get_or_create(
+            is_simulated=True, name=SIMULATED_RELAY_NAME,
+            defaults={"base_url": simulator_url, "api_key": simulator_key(),
+                      "dialect": Dialect.OPENAI},
+        )
+    except ValueError:  # its key was encrypted with another SECRET_KEY: it gets this one's
+        simulated.update(api_key=simulator_key())
+        relay, created = simulated.get(), False
     if created:
         create_simulated_models(relay=relay)
+    elif relay.api_key != simulator_key():  # an install from before the key
+        relay.api_key = simulator_key()
+        relay.save(update_fields=["api_key"])
     return relay
+
+
+def simulator_key() -> str:
+    """The Bearer key of this install's mounted simulator: derived from SECRET_KEY, so
+    every process of the install agrees on it and no one outside can guess it."""
+    return salted_hmac("conversations.relays.simulator-key", "mounted simulator",
+                       algorithm="sha256").hexdigest()
 
 
 def create_simulated_models(*, relay: Relay) -> None:
@@ -78,6 +97,13 @@ def _unique_relay_name(base: str) -> str:
 
 
 def relay_target(relay: Relay) -> RelayTarget:
+    """Where and how to reach `relay`. A simulated relay is reached at this process's
+    own mount (SIMULATOR_URL, set by `serve`), so several processes each stream from
+    themselves instead of all from whichever started last, with this install's key
+    (also for simulated relays an admin adds)."""
+    if relay.is_simulated and settings.SIMULATOR_URL:
+        return RelayTarget(base_url=settings.SIMULATOR_URL, api_key=simulator_key(),
+                           name=relay.name)
     return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
 
 

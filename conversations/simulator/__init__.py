@@ -44,7 +44,11 @@ test cannot silently turn into an ordinary reply.
 Run on its own with `python manage.py relaysim` or `python -m conversations.simulator`.
 
 Production code never imports this package: chatsite/asgi.py mounts it only
-when SIMULATOR_ENABLED, and the relay setup names its models by id alone.
+when SIMULATOR_ENABLED, and the relay setup names its models by id alone. The
+mounted instance answers only the install's own key (derived from SECRET_KEY,
+held by the simulated relay row) and records nothing; the request log at
+/_sim/requests exists only in a standalone simulator started with `--log`
+(benchmarks) and, as `Simulator.requests`, in tests.
 
     behaviour.py  the spec a request carries, canned words and error bodies
     received.py   what arrived: content parts described, new-api's drops, links

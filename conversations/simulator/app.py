@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import time
 import uuid
@@ -37,10 +38,21 @@ from conversations.tokens import estimate_text_tokens
 
 
 class Simulator:
-    """The simulator's state: what it was asked, and its flaky counters."""
+    """The simulator's state: what it was asked, and its flaky counters.
 
-    def __init__(self, *, token_rate: float = 40.0) -> None:
+    `api_key`: when set, every request must carry it as its Bearer key (the app's
+    own mount, where only the simulated relay holds it); otherwise any key will do.
+    `record`: keep what each request carried in `requests` (tests read it).
+    `request_log`: also serve that record at /_sim/requests (a standalone
+    simulator for benchmarks; never the mounted one, which sees users' prompts).
+    """
+
+    def __init__(self, *, token_rate: float = 40.0, api_key: str | None = None,
+                 record: bool = True, request_log: bool = False) -> None:
         self.token_rate = token_rate
+        self.api_key = api_key
+        self.record = record
+        self.request_log = request_log and record
         self.requests: list[RecordedRequest] = []
         self._flaky_counts: dict[str, int] = {}
 
@@ -70,6 +82,10 @@ class Simulator:
         if root and path.startswith(root):
             path = path[len(root):]
         method = scope["method"]
+        if self.api_key is not None and not self._holds_key(scope):
+            await self._raw(send, 401, new_api_error_body(401, "", "无效的令牌"),
+                            b"application/json")
+            return
         if method == "GET" and path.endswith("/v1/models"):
             await self._json(send, 200, {"object": "list", "data": [
                 {"id": m["id"], "object": "model", "owned_by": "simulator",
@@ -78,12 +94,12 @@ class Simulator:
         if method == "GET" and path.endswith("/api/pricing"):
             await self._json(send, 200, self.pricing())
             return
-        if method == "GET" and path.endswith("/_sim/requests"):
+        if self.request_log and method == "GET" and path.endswith("/_sim/requests"):
             await self._json(send, 200, [
                 {"path": r.path, "body": r.body, "reply": r.reply,
                  "parts": [p.__dict__ for p in r.parts]} for r in self.requests])
             return
-        if method == "DELETE" and path.endswith("/_sim/requests"):
+        if self.request_log and method == "DELETE" and path.endswith("/_sim/requests"):
             self.reset()
             await self._json(send, 200, {"ok": True})
             return
@@ -92,6 +108,12 @@ class Simulator:
             return
         await self._json(send, 404, {"error": {"message": f"no route {path}", "type": "sim",
                                                "code": "not_found"}})
+
+    def _holds_key(self, scope) -> bool:
+        authorization = next((v for k, v in scope.get("headers", [])
+                              if k.lower() == b"authorization"), b"")
+        given = authorization.decode("latin-1").removeprefix("Bearer ").strip()
+        return bool(given) and hmac.compare_digest(given.encode(), self.api_key.encode())
 
     @staticmethod
     def pricing() -> dict:
@@ -151,7 +173,8 @@ class Simulator:
         base_model, _, model_spec = model.partition("@")
         spec = ",".join(filter(None, [model_spec, headers.get("x-sim", "")]))
         record = RecordedRequest("POST", path, headers, body, time.monotonic())
-        self.requests.append(record)
+        if self.record:
+            self.requests.append(record)
         try:
             behaviour = Behaviour.parse(spec)
         except ValueError as exc:

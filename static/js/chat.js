@@ -124,10 +124,46 @@
     status.textContent = text;
     status.classList.toggle("visible", !!text);
   }
-  document.addEventListener("htmx:wsOpen", function () { connectionStatus(""); });
-  document.addEventListener("htmx:wsClose", function () {
-    connectionStatus("Connection lost, reconnecting… Replies keep being written on the server; nothing is lost.");
+  // Reconnecting: retries at most RECONNECT_CAP_MS apart (htmx's default grows to a
+  // minute, so a page stayed stale long after the network came back), and at once
+  // when the browser says the network is back or the tab is shown again. The
+  // consumer sends the current state on every connect.
+  var RECONNECT_CAP_MS = 2000;
+  if (window.htmx) {
+    htmx.config.wsReconnectDelay = function (retryCount) {
+      var delay = Math.min(250 * Math.pow(2, retryCount), RECONNECT_CAP_MS);
+      return delay * (0.75 + Math.random() * 0.25);
+    };
+  }
+  var socketWrapper = null;  // the ws extension's handle on this page's socket
+  var openSocket = null;
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    socketWrapper = evt.detail.socketWrapper;
+    openSocket = evt.detail.event.target;
+    connectionStatus("");
   });
+  document.addEventListener("htmx:wsClose", function (evt) {
+    socketWrapper = evt.detail.socketWrapper || socketWrapper;
+    // A replaced socket closing while its successor is open is no lost connection.
+    if (openSocket && evt.detail.event.target !== openSocket
+        && openSocket.readyState === WebSocket.OPEN) return;
+    openSocket = null;
+    connectionStatus(navigator.onLine === false
+      ? "You are offline. The page reconnects as soon as the network is back; replies keep being written on the server."
+      : "Connection lost, reconnecting… Replies keep being written on the server; nothing is lost.");
+  });
+  function reconnectNow() {
+    if (!socketWrapper || openSocket) return;
+    if (document.visibilityState === "hidden" || navigator.onLine === false) return;
+    socketWrapper.reconnect();
+  }
+  window.addEventListener("online", reconnectNow);
+  // The network is gone: say so now instead of after the socket times out, and
+  // reconnect on "online" rather than on a timer.
+  window.addEventListener("offline", function () {
+    if (openSocket) openSocket.close();
+  });
+  document.addEventListener("visibilitychange", reconnectNow);
 
   // -- keyboard ------------------------------------------------------------------
   document.addEventListener("keydown", function (evt) {

@@ -1,0 +1,114 @@
+"""Which relay addresses the app may send requests (and keys) to: the rule, once.
+
+http and https only. Never link-local addresses, cloud metadata endpoints or
+unspecified, multicast and reserved ones, in any spelling (IPv4-mapped IPv6,
+decimal or hex IPv4). Private and loopback addresses (a new-api on your own
+network) only with RELAY_ALLOW_PRIVATE. A host name is checked by what it
+resolves to now, when it resolves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+                  "instance-data.ec2.internal"}
+METADATA_ADDRESSES = {ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "168.63.129.16",
+)}
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
+
+
+class RelayAddressError(ValueError):
+    """A relay address the app will not send requests to, said in plain words."""
+
+
+def check_relay_url(url: str, *, allow_private: bool | None = None) -> str:
+    """`url` if the app may send requests to it; RelayAddressError otherwise."""
+    allow_private = settings.RELAY_ALLOW_PRIVATE if allow_private is None else allow_private
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise RelayAddressError("A relay address must start with http:// or https://.")
+    if parts.username or parts.password:
+        raise RelayAddressError("Put the relay's key in the key field, not in the address.")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise RelayAddressError("The relay address has no host name.")
+    if host in METADATA_HOSTS:
+        raise RelayAddressError(f"{host} is a cloud metadata service, not a relay.")
+    literal = _literal_address(host)
+    if literal is not None:
+        _check_address(literal, host, allow_private=allow_private)
+        return url
+    if host == "localhost" or host.endswith(".localhost"):
+        if not allow_private:
+            raise RelayAddressError(_private_message(host))
+        return url
+    for address in _resolve(host):
+        _check_address(address, host, allow_private=allow_private)
+    return url
+
+
+def host_of(url: str) -> tuple[str, str, int | None]:
+    """What a relay key is tied to: scheme, host and port."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").rstrip(".").lower(), port
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # 2852039166, 0xa9fea9fe, 169.254.43518: what the C resolver accepts as IPv4
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return address
+
+
+def _unwrap(address: IPAddress) -> IPAddress:
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is None and address in ipaddress.ip_network("::/96"):  # IPv4-compatible
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and int(embedded) != 0:
+            return embedded
+    return address
+
+
+def _check_address(address: IPAddress, host: str, *, allow_private: bool) -> None:
+    address = _unwrap(address)
+    if address in METADATA_ADDRESSES:
+        raise RelayAddressError(f"{host} is a cloud metadata service, not a relay.")
+    if address.is_link_local:
+        raise RelayAddressError(f"{host} is a link-local address, which a relay never has.")
+    if address.is_unspecified or address.is_multicast or address.is_reserved:
+        raise RelayAddressError(f"{host} is not an address a relay can have.")
+    if address.is_loopback or address.is_private or address in SHARED_ADDRESS_SPACE:
+        if not allow_private:
+            raise RelayAddressError(_private_message(host))
+
+
+def _private_message(host: str) -> str:
+    return (f"{host} is on this machine or a private network; set RELAY_ALLOW_PRIVATE=true "
+            "to allow relays there (for example a new-api on your own network).")
+
+
+def _resolve(host: str) -> list[IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return []  # not resolvable now: the request will fail in plain words if it stays so
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
