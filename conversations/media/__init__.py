@@ -6,6 +6,7 @@
     formats.py   the stored types, their extensions and relay labels
     links.py     owner links and signed links for relays
     views.py     serving stored files (owner-only, or by signed link)
+    gallery.py   the page of every picture a model made for you
     urls.py      /files/
 
 May import: models, errors, infra, capabilities, and relays.pictures (the

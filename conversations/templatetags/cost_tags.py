@@ -76,4 +76,11 @@ def per_picture(usage, pictures: list) -> Decimal | None:
     """The reply's cost shared by the pictures it made; None while the price is unknown."""
     if usage is None or usage.cost is None or not pictures:
         return None
-    return usage.cost / len(pictures)
+    return divide_by(usage.cost, len(pictures))
+
+
+@register.filter
+def divide_by(amount: Decimal | None, parts: int | None) -> Decimal | None:
+    if amount is None or not parts:
+        return amount
+    return amount / parts
