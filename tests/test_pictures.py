@@ -555,3 +555,16 @@ def test_the_gallery_is_paginated(simulator):
     assert str(made[0].uuid) not in first and str(made[0].uuid) in second
     assert str(made[-1].uuid) in first
     assert 'rel="next"' in first and "Page 2 of 2" in second
+
+
+@pytest.mark.django_db
+def test_a_reply_of_an_image_model_shows_a_placeholder_while_it_is_being_made(simulator):
+    from conversations.fragments import render_message
+
+    conversation = _setup(simulator)
+    reply = Message.objects.create(conversation=conversation, role="assistant",
+                                   status="streaming", model=conversation.model)
+
+    html = render_message(reply)
+
+    assert 'class="picture-placeholder" role="status">Making the picture…' in html
