@@ -568,3 +568,53 @@ def test_a_reply_of_an_image_model_shows_a_placeholder_while_it_is_being_made(si
     html = render_message(reply)
 
     assert 'class="picture-placeholder" role="status">Making the picture…' in html
+
+
+@pytest.mark.django_db
+def test_switching_the_conversation_to_an_image_model_brings_the_picture_controls(simulator):
+    conversation = _setup(simulator)
+    text_model = make_model(conversation.model.relay, "gemini-2.5-flash")
+    client = Client()
+    client.force_login(conversation.owner)
+
+    def save(model):
+        return client.post(reverse("conversation_settings", args=[conversation.pk]),
+                           {"model": model.pk, "system_prompt": ""},
+                           HTTP_HX_REQUEST="true").content.decode()
+
+    to_text, to_image = save(text_model), save(conversation.model)
+
+    assert 'id="picture-controls" hidden hx-swap-oob="true"' in to_text
+    assert 'name="aspect_ratio"' not in to_text
+    assert 'id="picture-controls" hx-swap-oob="true"' in to_image
+    assert 'name="aspect_ratio"' in to_image
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_uploaded_photo_is_edited_as_seed_002_shows(simulator):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    conversation = await database_sync_to_async(_setup)(simulator)
+    photo = make_png(80, 60)
+
+    def post():
+        original = transaction.on_commit
+        transaction.on_commit = lambda fn, using=None, robust=False: None
+        try:
+            return services.post_message(
+                conversation=conversation, author=conversation.owner, text="主题风格改成红色",
+                files=[SimpleUploadedFile("photo.png", photo, "image/png")])
+        finally:
+            transaction.on_commit = original
+
+    user_message, reply = await database_sync_to_async(post)()
+    await _run(reply.pk)
+
+    body = simulator.requests[-1].body
+    assert body["messages"][-1]["content"] == [
+        {"type": "text", "text": "主题风格改成红色"},
+        {"type": "image_url", "image_url": {"url": data_uri(photo)}}]
+    assert user_message.edit_source_id is None  # the photo itself is what is edited
+    assert body["extra_body"]["google"]["image_config"]["aspect_ratio"] == "1:1"
+    saved = await database_sync_to_async(_reply)(reply.pk)
+    assert len(saved.generated_pictures) == 1

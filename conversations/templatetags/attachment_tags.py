@@ -38,8 +38,9 @@ def duration(seconds: float | None) -> str:
 
 
 @register.inclusion_tag("conversations/_picture_controls.html")
-def picture_controls(conversation=None, *, any_model: bool = False):
-    """The composer's aspect ratio and size, for image-output models."""
+def picture_controls(conversation=None, *, any_model: bool = False, oob: bool = False):
+    """The composer's aspect ratio and size, shown for image-output models; `oob`:
+    as an out-of-band swap, when the settings change the conversation's model."""
     model = getattr(conversation, "model", None)
     return {
         "show": bool(model and model.outputs_images) or any_model,
@@ -47,4 +48,5 @@ def picture_controls(conversation=None, *, any_model: bool = False):
         "aspect_ratio": getattr(conversation, "image_aspect_ratio", DEFAULT_ASPECT_RATIO),
         "image_size": getattr(conversation, "image_size", DEFAULT_IMAGE_SIZE),
         "for_new": conversation is None,
+        "oob": oob,
     }
