@@ -618,3 +618,21 @@ async def test_an_uploaded_photo_is_edited_as_seed_002_shows(simulator):
     assert body["extra_body"]["google"]["image_config"]["aspect_ratio"] == "1:1"
     saved = await database_sync_to_async(_reply)(reply.pk)
     assert len(saved.generated_pictures) == 1
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+@pytest.mark.parametrize("chunk", [1, 2, 5, 4096])
+async def test_sse_lines_end_with_lf_crlf_or_cr_even_cut_between_chunks(newline, chunk):
+    from conversations.relays.pictures import ByteCutter
+    from conversations.relays.stream import sse_data
+
+    raw = newline.join([b": PING", b"", b"event: x", b"data: {\"a\":", b"data: 1}", b"",
+                        b"data: [DONE]", b"", b""])
+
+    async def chunks():
+        for start in range(0, len(raw), chunk):
+            yield raw[start:start + chunk]
+
+    events = [data async for data in sse_data(chunks(), ByteCutter(Pictures()))]
+
+    assert events == ['{"a":\n1}', "[DONE]"]

@@ -198,13 +198,16 @@ class ByteCutter:
 
 def _partial_marker_start(data: bytes, position: int) -> int:
     """Where a marker that may be cut off by the chunk's end begins (len if none)."""
-    tail_start = max(position, len(data) - _HOLD)
-    index = data.find(b"d", tail_start)
+    size = len(data)
+    # The chunk ends inside "data:image/" itself…
+    index = data.find(b"d", max(position, size - len(b"data:image/")))
     while index != -1:
-        if _could_begin(data[index:], b"data:image/"):
+        if b"data:image/".startswith(data[index:]):
             return index
         index = data.find(b"d", index + 1)
-    return len(data)
+    # …or after it, in the subtype or ";base64," (the search found no whole marker).
+    index = data.rfind(b"data:image/", max(position, size - _HOLD))
+    return index if index != -1 else size
 
 
 def _could_begin(tail, marker) -> bool:

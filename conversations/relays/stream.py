@@ -133,25 +133,27 @@ async def sse_data(chunks: AsyncIterator[bytes], cutter: ByteCutter) -> AsyncIte
     Lines end with LF, CRLF or CR; comment lines (`: PING`) and fields other
     than `data` are skipped; a blank line ends an event.
     """
-    buffer = bytearray()
+    rest = b""  # an unfinished line
     data: list[str] = []
-
-    def lines() -> Iterable[bytes]:
-        while True:
-            newline = min((i for i in (buffer.find(b"\n"), buffer.find(b"\r")) if i >= 0),
-                          default=-1)
-            if newline < 0:
-                return
-            if buffer[newline] == 0x0D and newline + 1 == len(buffer):
-                return  # a CR that may be half of a CRLF still coming
-            line = bytes(buffer[:newline])
-            skip = 2 if buffer[newline:newline + 2] == b"\r\n" else 1
-            del buffer[:newline + skip]
-            yield line
-
-    async for chunk in chunks:
-        buffer += cutter.feed(chunk)
-        for line in lines():
+    finished = False
+    iterator = chunks.__aiter__()
+    while not finished:
+        try:
+            chunk = cutter.feed(await iterator.__anext__())
+        except StopAsyncIteration:
+            chunk, finished = cutter.flush() + b"\n", True
+        text = rest + chunk
+        if b"\r" in text:
+            if text.endswith(b"\r") and not finished:
+                text, held = text[:-1], b"\r"  # may be half of a CRLF still coming
+            else:
+                held = b""
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            held = b""
+        *lines, rest = text.split(b"\n")
+        rest += held
+        for line in lines:
             if not line:
                 if data:
                     yield "\n".join(data)
@@ -160,12 +162,6 @@ async def sse_data(chunks: AsyncIterator[bytes], cutter: ByteCutter) -> AsyncIte
             name, _, value = line.partition(b":")
             if name == b"data":
                 data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
-    buffer += cutter.flush()
-    buffer += b"\n"
-    for line in lines():
-        name, _, value = line.partition(b":")
-        if name == b"data":
-            data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
     if data:
         yield "\n".join(data)
 
