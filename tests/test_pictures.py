@@ -636,3 +636,26 @@ async def test_sse_lines_end_with_lf_crlf_or_cr_even_cut_between_chunks(newline,
     events = [data async for data in sse_data(chunks(), ByteCutter(Pictures()))]
 
     assert events == ['{"a":\n1}', "[DONE]"]
+
+
+@pytest.mark.django_db
+def test_extract_pictures_turns_base64_left_in_old_replies_into_files(simulator):
+    from django.core.management import call_command
+
+    conversation = _setup(simulator, title="Old chat")
+    png = make_png(48, 27)
+    old = Message.objects.create(conversation=conversation, role="assistant", status="complete",
+                                 text=f"Here:\n\n![image]({data_uri(png)})\n\nDone.")
+    out = io.StringIO()
+
+    call_command("extract_pictures", stdout=out)
+    call_command("extract_pictures", stdout=out)  # a second run finds nothing to do
+
+    old.refresh_from_db()
+    assert old.text == "Here:\n\n![image](picture:1)\n\nDone."
+    (picture,) = old.attachments.all()
+    assert picture.generated and (picture.width, picture.height) == (48, 27)
+    with picture.file.open("rb") as fh:
+        assert fh.read() == png
+    assert "Stored 1 pictures from 1 replies." in out.getvalue()
+    assert "Stored 0 pictures from 0 replies." in out.getvalue()

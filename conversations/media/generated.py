@@ -10,6 +10,7 @@ return 1:1 whatever was asked (new-api #2470), and only the picture tells.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from fractions import Fraction
 
@@ -20,7 +21,7 @@ from conversations.media import probe
 from conversations.media.formats import EXTENSIONS
 from conversations.media.uploads import MAX_PIXELS
 from conversations.models import Attachment, Message
-from conversations.relays.pictures import Picture
+from conversations.relays.pictures import Picture, Pictures, TextCutter
 
 # Within this relative difference, a picture has the ratio asked for (Gemini's
 # sizes are rounded to multiples of 8 or 16 pixels).
@@ -112,3 +113,32 @@ def aspect_warning(requested: str, width: int | None, height: int | None) -> str
     return (f"You asked for {requested}, but the relay returned a {width}×{height} picture "
             f"({ratio_words(width, height)}): it ignored the aspect ratio. Some relays' Gemini "
             "routes do; try another relay or model.")
+
+
+def extract_from_text(*, message: Message) -> int:
+    """Move the pictures an earlier version left as base64 in a reply's text into
+    files (the text keeps `picture:N`); how many were stored. For replies saved
+    before pictures were files; `manage.py extract_pictures` runs it."""
+    if "data:image/" not in message.text:
+        return 0
+    pictures = Pictures()
+    cutter = TextCutter(pictures)
+    text = cutter.feed(message.text) + cutter.flush()
+    found = pictures.close_all()
+    offset = len(message.generated_pictures)
+    for picture in found:
+        picture.number += offset
+    text = _renumber(text, offset)
+    stored, _ = store_pictures(
+        message=message, owner_id=message.conversation.owner_id, pictures=found,
+        name_stem=message.conversation.title,
+    )
+    message.text = text
+    message.save(update_fields=["text"])
+    return len(stored)
+
+
+def _renumber(text: str, offset: int) -> str:
+    if not offset:
+        return text
+    return re.sub(r"\(picture:(\d+)\)", lambda m: f"(picture:{int(m[1]) + offset})", text)
