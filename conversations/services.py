@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conversations import generation, replies
 from conversations.billing.budgets import enforce_budget
-from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES
+from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES, kind_refusal
 from conversations.errors import ServiceError
 from conversations.events import control_group, conversation_group, publish
 from conversations.fragments import messages_upsert
@@ -140,6 +140,9 @@ def picture_to_edit(
         if chosen is None:
             raise ServiceError("The picture you chose to edit is not in this conversation "
                                "any more; pick another one or send without it.")
+        refusal = kind_refusal(kind=chosen.kind, model=model, relay=model.relay)
+        if refusal:
+            raise ServiceError(f"The picture you chose cannot be sent: {refusal}.")
         return chosen
     if with_files or not model.outputs_images:
         return None

@@ -659,3 +659,31 @@ def test_extract_pictures_turns_base64_left_in_old_replies_into_files(simulator)
         assert fh.read() == png
     assert "Stored 1 pictures from 1 replies." in out.getvalue()
     assert "Stored 0 pictures from 0 replies." in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_choosing_a_picture_for_a_model_that_takes_no_images_is_refused_at_once(simulator):
+    conversation = _setup(simulator)
+    picture = _stored_picture(conversation, prompt="a cat")
+    conversation.model = make_model(conversation.model.relay, "text-only", accepts_image=False)
+    conversation.save(update_fields=["model"])
+
+    with pytest.raises(ServiceError, match="The picture you chose cannot be sent: text-only "
+                                           "does not accept an image"):
+        services.post_message(conversation=conversation, author=conversation.owner,
+                              text="edit", edit_picture=picture.uuid)
+
+
+async def test_a_picture_inside_the_reasoning_is_a_reference_there_too():
+    raw = (b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"draft ![x]('
+           + URI.encode() + b')"}}]}\n\ndata: [DONE]\n\n')
+
+    events = [e async for e in events_from_sse(_chunks_of(raw))]
+
+    assert [e.text for e in events if e.kind == "reasoning"] == ["draft ![x](picture:1)"]
+    assert [e.picture.read() for e in events if e.kind == "image"] == [PNG]
+
+
+async def _chunks_of(raw: bytes, size: int = 100):
+    for start in range(0, len(raw), size):
+        yield raw[start:start + size]

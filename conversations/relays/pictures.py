@@ -288,6 +288,11 @@ def _partial_text_start(data: str, position: int) -> int:
 _TOKEN_PREFIX = re.compile(r"@(@(p(i(c(t(u(r(e(:(\d+(@)?)?)?)?)?)?)?)?)?)?)?")
 
 
+def reference_tokens(text: str) -> str:
+    """Text where the byte cutter left tokens, with the references the reply keeps."""
+    return _TOKEN.sub(lambda m: REFERENCE.format(m[1]), text) if "@@picture:" in text else text
+
+
 def picture_in_url(url: str, pictures: Pictures) -> Picture | None:
     """An `images[]` entry's URL (already cut to a token, or a small data URI) → its picture."""
     token = _TOKEN.fullmatch(url)

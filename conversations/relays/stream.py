@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from conversations.relays.errors import RelayError, check_error_chunk
-from conversations.relays.pictures import ByteCutter, Picture, Pictures, TextCutter, picture_in_url
+from conversations.relays.pictures import (
+    ByteCutter,
+    Picture,
+    Pictures,
+    TextCutter,
+    picture_in_url,
+    reference_tokens,
+)
 
 DRAIN_AFTER_DONE = 1.0  # seconds
 
@@ -62,6 +69,9 @@ class _Reader:
                     # The OpenRouter shape has no place in the text: give it one.
                     yield StreamEvent("content", text=f"\n\n![image](picture:{picture.number})\n\n")
                     yield from self._finished()
+            elif event.kind == "reasoning":
+                # A picture in the thinking is stored too; its text keeps the reference.
+                yield StreamEvent("reasoning", text=reference_tokens(event.text))
             else:
                 yield event
 
