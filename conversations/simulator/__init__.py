@@ -32,7 +32,7 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     images          send a generated image (of huge= size) in `images[]` (OpenRouter)
     picture         answer as an image model (on for any model id with "-image"): a real
                     PNG of extra_body.google.image_config's aspect ratio and size class,
-                    padded with noise to huge= bytes when given
+                    padded with noise so its data URI is about huge= characters
     ignore_image_config  with picture: 1:1 at 1K whatever was asked (new-api #2470)
     split=N         a picture's data URI cut across N deltas
     plain_json      answer a streaming request with a plain JSON completion
