@@ -43,3 +43,29 @@ def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
             "conversation's settings"
         )
     return ""
+
+
+# Gemini image models' options (PROTOCOL.md §7, seed 004).
+ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+IMAGE_SIZES = ["1K", "2K", "4K"]
+DEFAULT_ASPECT_RATIO = "1:1"
+DEFAULT_IMAGE_SIZE = "1K"
+
+
+def image_config(*, model: ChatModel, aspect_ratio: str, image_size: str) -> dict | None:
+    """The request's `extra_body` for an image-output model (snake_case, as seed 004
+    spells it: new-api refuses camelCase), or None for any other model."""
+    if not model.outputs_images:
+        return None
+    return {"google": {"image_config": {
+        "aspect_ratio": aspect_ratio if aspect_ratio in ASPECT_RATIOS else DEFAULT_ASPECT_RATIO,
+        "image_size": image_size if image_size in IMAGE_SIZES else DEFAULT_IMAGE_SIZE,
+    }}}
+
+
+def requested_aspect_ratio(body: dict) -> str:
+    """The aspect ratio a request body asked for, or ''."""
+    extra = body.get("extra_body")
+    config = (extra or {}).get("google", {}).get("image_config", {}) if isinstance(
+        extra, dict) else {}
+    return str(config.get("aspect_ratio", "")) if isinstance(config, dict) else ""

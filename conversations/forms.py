@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
+from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES
 from conversations.models import ChatModel, Conversation
 
 MAX_MESSAGE_CHARS = 200_000
@@ -47,6 +48,14 @@ class MessageForm(forms.Form):
         required=False, max_length=MAX_MESSAGE_CHARS, strip=True, label="Message",
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Send a message…"}),
     )
+    # Image-output models only; empty keeps the conversation's choice.
+    aspect_ratio = forms.ChoiceField(
+        required=False, label="Aspect ratio", choices=[("", "")] + [(r, r) for r in ASPECT_RATIOS]
+    )
+    image_size = forms.ChoiceField(
+        required=False, label="Size", choices=[("", "")] + [(s, s) for s in IMAGE_SIZES]
+    )
+    edit_picture = forms.UUIDField(required=False, label="Picture to edit")
 
 
 class NewConversationForm(ConversationSettingsForm, MessageForm):

@@ -91,7 +91,7 @@ def render_stored_messages(message_ids: Iterable[int]) -> str:
     """
     messages = list(
         Message.objects.filter(pk__in=list(message_ids))
-        .select_related("model", "usage")
+        .select_related("model", "usage", "edit_source")
         .prefetch_related("attachments")
         .order_by("pk")
     )

@@ -43,6 +43,7 @@ from conversations.fragments import messages_upsert, render_message, render_stor
 from conversations.models import Message
 from conversations.relays.client import RelayClient, shared_http_client
 from conversations.relays.errors import RelayError
+from conversations.relays.pictures import Picture
 from conversations.rendering import BlockStream, render_block
 
 logger = logging.getLogger(__name__)
@@ -324,7 +325,7 @@ class Generation:
         outcome = replies.ReplyOutcome(status=Message.Status.COMPLETE, text="")
         finish_reason = ""
         usage: dict[str, Any] | None = None
-        images: list[str] = []
+        images: list[Picture] = []  # decoded as they arrived (relays/pictures.py)
         client = RelayClient(
             job.target,
             connect_timeout=settings.RELAY_CONNECT_TIMEOUT,
@@ -352,7 +353,7 @@ class Generation:
                     elif event.kind == "usage":
                         usage = event.usage
                     elif event.kind == "image":
-                        images.append(event.text)
+                        images.append(event.picture)
             outcome.finish_reason = finish_reason
         except RelayError as exc:
             outcome.status = Message.Status.FAILED

@@ -142,6 +142,10 @@ class Conversation(models.Model):
     temperature = models.FloatField(null=True, blank=True)
     top_p = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # For image-output models (capabilities.ASPECT_RATIOS / IMAGE_SIZES): the
+    # composer's choice, kept for the next message.
+    image_aspect_ratio = models.CharField(max_length=8, default="1:1")
+    image_size = models.CharField(max_length=4, default="1K")
     total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -194,6 +198,11 @@ class Message(models.Model):
     error_status = models.PositiveIntegerField(null=True, blank=True)
     warning = models.TextField(blank=True, help_text="e.g. media the relay silently dropped")
     model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
+    # A user message's picture to edit (generated or uploaded, of this conversation):
+    # sent again as an image part of this turn (prompt.py).
+    edit_source = models.ForeignKey(
+        "Attachment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     # Touched by every checkpoint: a streaming reply whose updated_at is stale
     # belongs to a process that died.
@@ -223,6 +232,11 @@ class Message(models.Model):
     @property
     def dom_id(self) -> str:
         return f"message-{self.pk}"
+
+    @property
+    def generated_pictures(self) -> list[Attachment]:
+        """The pictures a model made in this reply (from the prefetch when there is one)."""
+        return [a for a in self.attachments.all() if a.generated]
 
 
 def attachment_path(instance: Attachment, filename: str) -> str:

@@ -2,13 +2,17 @@
 
 The history is the conversation's messages before the reply, each user turn
 with its files (spelled for the relay's dialect by relays/dialects.py), each
-answer the user saw as an assistant turn. `request_sent` walks the same
-history to say what a request carried, for the usage estimate and the
+answer the user saw as an assistant turn. A picture a model made goes back
+only as an image part of the user turn that edits it (`Message.edit_source`),
+under the same HISTORY_MAX_MEDIA_TURNS cap as uploads; an answer's text
+carries a short "[picture N]" in its place, never base64 (PROTOCOL.md §7).
+`request_sent` walks the same history to say what a request carried, for the usage estimate and the
 dropped-media check.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -19,16 +23,24 @@ from conversations.errors import ServiceError
 from conversations.models import Attachment, ChatModel, Conversation, Message, Relay
 from conversations.relays.dialects import media_part
 from conversations.tokens import (
-    TOKENS_PER_IMAGE,
     SentMedia,
     SentRequest,
     estimate_text_tokens,
     expected_tokens,
-    generated_images_in,
 )
 
 # Assistant turns that the model should see again: what the user saw as an answer.
 REPLAYED_STATUSES = {Message.Status.COMPLETE, Message.Status.CANCELLED}
+
+_PICTURE_MARKDOWN = re.compile(r"!\[[^\]\n]*\]\((?:picture:(\d+)|data:[^)\s]*)\)")
+_DATA_URI = re.compile(r"data:[\w.+-]+/[\w.+-]+;base64,[A-Za-z0-9+/=\s]*")
+
+
+def replayed_text(text: str) -> str:
+    """An answer's text as the model sees it again: each picture a few words."""
+    text = _PICTURE_MARKDOWN.sub(
+        lambda m: f"[picture {m[1]}]" if m[1] else "[a picture]", text)
+    return _DATA_URI.sub("[a picture]", text)
 
 
 def build_messages(
@@ -49,7 +61,7 @@ def build_messages(
             )
             messages.append({"role": "user", "content": content})
         elif message.status in REPLAYED_STATUSES and message.text.strip():
-            messages.append({"role": "assistant", "content": message.text})
+            messages.append({"role": "assistant", "content": replayed_text(message.text)})
     return messages
 
 
@@ -61,6 +73,7 @@ def _history(conversation: Conversation, reply: Message) -> list[Message]:
         # cache is a queryset pointing back at its message, a reference cycle
         # per message that only the garbage collector frees (a pause felt by
         # every stream).
+        .select_related("edit_source")
         .prefetch_related(Prefetch("attachments", to_attr="attachment_list"))
         .order_by("created_at", "pk")
     )
@@ -85,9 +98,14 @@ def _turns_with_media_sent(history: list[Message]) -> set[int]:
 
 
 def _attachments(message: Message) -> list[Attachment]:
+    """A user turn's files: its uploads, and the picture it edits (a reply's own
+    pictures are never sent with the reply)."""
     listed = getattr(message, "attachment_list", None)  # from _history's prefetch
-    return [a for a in (listed if listed is not None else message.attachments.all())
-            if not a.generated]
+    files = [a for a in (listed if listed is not None else message.attachments.all())
+             if not a.generated]
+    if message.edit_source is not None and message.edit_source not in files:
+        files.append(message.edit_source)
+    return files
 
 
 def user_content(
@@ -143,8 +161,7 @@ def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
     for message in history:
         if message.role != Message.Role.USER:
             if message.status in REPLAYED_STATUSES and message.text.strip():
-                sent.text_tokens += estimate_text_tokens(message.text)
-                sent.image_tokens += generated_images_in(message.text) * TOKENS_PER_IMAGE
+                sent.text_tokens += estimate_text_tokens(replayed_text(message.text))
             continue
         sent.text_tokens += estimate_text_tokens(message.text)
         if message.pk not in media_sent:

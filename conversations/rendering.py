@@ -8,7 +8,9 @@ reloaded page shows is exactly what the stream built.
 
 Model output is untrusted: markdown is rendered with raw HTML disabled and
 then sanitised, remote images become plain links (they would leak the
-conversation to whoever hosts them), and only data: images are shown.
+conversation to whoever hosts them), and only data: images are shown. A
+picture the model made is a stored file shown below the text; the text keeps
+a `picture:N` reference to it (relays/pictures.py), shown as a small label.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from conversations.relays.pictures import REFERENCE_RE
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
@@ -91,6 +95,9 @@ def _render_image(_renderer, tokens, idx, options, env) -> str:
     token = tokens[idx]
     src = str(token.attrs.get("src", ""))
     alt = _renderer.renderInlineAsText(token.children or [], options, env) or "image"
+    reference = REFERENCE_RE.match(src)
+    if reference:
+        return f'<span class="picture-ref">[picture {reference[1]}]</span>'
     if _DATA_IMAGE.match(src):
         return f'<img src="{src}" alt="{_escape(alt)}">'
     # A remote image would be fetched by the browser: show a link instead.

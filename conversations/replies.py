@@ -17,11 +17,14 @@ from django.utils import timezone
 
 from conversations.billing.prices import price_usage
 from conversations.billing.usage import estimate_usage, usage_fields
+from conversations.capabilities import image_config, requested_aspect_ratio
 from conversations.errors import ServiceError
+from conversations.media.generated import store_pictures
 from conversations.models import ChatModel, Conversation, Message, Usage
 from conversations.prompt import build_messages, request_sent
 from conversations.relays.checks import silent_drop_warnings
 from conversations.relays.client import RelayTarget
+from conversations.relays.pictures import Picture
 from conversations.relays.setup import relay_target
 from conversations.tokens import SentRequest
 
@@ -75,6 +78,10 @@ def begin_reply(message_id: int) -> ReplyJob | None:
             body["top_p"] = conversation.top_p
         if conversation.max_tokens:
             body["max_tokens"] = conversation.max_tokens
+        extra_body = image_config(model=model, aspect_ratio=conversation.image_aspect_ratio,
+                                  image_size=conversation.image_size)
+        if extra_body is not None:
+            body["extra_body"] = extra_body
         message.status = Message.Status.STREAMING
         message.updated_at = timezone.now()
         message.save(update_fields=["status", "updated_at"])
@@ -137,7 +144,7 @@ class ReplyOutcome:
     error: str = ""
     error_code: str = ""
     error_status: int | None = None
-    images: list[str] | None = None
+    images: list[Picture] | None = None  # decoded, not yet stored
     sent_media: bool = True  # False: the request carried no file, so none was dropped
 
 
@@ -156,8 +163,18 @@ def finish_reply(
             query = query.select_related("conversation", "model__relay")
         message = query.first()
         if message is None or not message.is_in_flight:
+            for picture in outcome.images or ():
+                picture.discard()
             return message  # already finished (e.g. stopped from a dead process's row)
         owner_id = job.owner_id if job is not None else message.conversation.owner_id
+        warnings = []
+        if outcome.images:
+            _, picture_warnings = store_pictures(
+                message=message, owner_id=owner_id, pictures=outcome.images,
+                requested_ratio=requested_aspect_ratio(job.body) if job is not None else "",
+                name_stem=_title_of(message),
+            )
+            warnings.extend(picture_warnings)
         if job is not None and message.model_id == job.model.pk:
             message.model = job.model
         now = timezone.now()
@@ -168,7 +185,6 @@ def finish_reply(
         message.error = outcome.error
         message.error_code = outcome.error_code
         message.error_status = outcome.error_status
-        warnings = []
         if outcome.status == Message.Status.COMPLETE and outcome.finish_reason not in (
             "stop", "tool_calls"
         ):
@@ -188,6 +204,11 @@ def finish_reply(
             ]
         )
     return message
+
+
+def _title_of(message: Message) -> str:
+    return (Conversation.objects.filter(pk=message.conversation_id)
+            .values_list("title", flat=True).first() or "")
 
 
 def _request_sent(message: Message) -> SentRequest:

@@ -28,7 +28,8 @@ def get_message_for_user(*, user, pk: int) -> Message:
 
 def conversation_messages(*, conversation: Conversation) -> list[Message]:
     return list(
-        conversation.messages.select_related("model", "usage").prefetch_related("attachments")
+        conversation.messages.select_related("model", "usage", "edit_source")
+        .prefetch_related("attachments")
     )
 
 
@@ -36,7 +37,7 @@ def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
     recent = (
         Message.objects.for_user(user)
         .filter(conversation_id=conversation_id)
-        .select_related("model", "usage")
+        .select_related("model", "usage", "edit_source")
         .prefetch_related("attachments")
         .order_by("-created_at", "-pk")[:limit]
     )

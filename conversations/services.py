@@ -6,6 +6,7 @@ reply's own steps are in replies.py.
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,11 +15,12 @@ from django.utils import timezone
 
 from conversations import generation, replies
 from conversations.billing.budgets import enforce_budget
+from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES, kind_refusal
 from conversations.errors import ServiceError
 from conversations.events import control_group, conversation_group, publish
 from conversations.fragments import messages_upsert
 from conversations.media.uploads import clean_name, prepare_uploads, store_attachments
-from conversations.models import ChatModel, Conversation, Message
+from conversations.models import Attachment, ChatModel, Conversation, Message
 
 TITLE_LENGTH = 60
 
@@ -64,8 +66,18 @@ def post_message(
     author: AbstractBaseUser,
     text: str,
     files: list | None = None,
+    aspect_ratio: str = "",
+    image_size: str = "",
+    edit_picture: UUID | None = None,
 ) -> tuple[Message, Message]:
-    """Store the user's message and a pending reply; generate after commit."""
+    """Store the user's message and a pending reply; generate after commit.
+
+    `aspect_ratio`, `image_size`: for an image-output model, kept with the
+    conversation from this message on ('' keeps its choice). `edit_picture`:
+    a picture of this conversation (generated or uploaded) to send with the
+    message, to be edited; without one, an image model edits the latest
+    picture it made.
+    """
     if conversation.owner_id != author.pk:
         raise ServiceError("This conversation is not yours.")
     text = text.strip()
@@ -83,9 +95,11 @@ def post_message(
         # Inside the transaction: the budget check and the pending reply are one step.
         check_budget(owner=author)
         now = timezone.now()
+        edit_source = picture_to_edit(conversation=conversation, uuid=edit_picture,
+                                      model=model, with_files=bool(files))
         user_message = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, text=text, created_at=now,
-            updated_at=now,
+            updated_at=now, edit_source=edit_source,
         )
         if files:
             store_attachments(message=user_message, owner=author, files=files)
@@ -96,6 +110,12 @@ def post_message(
         )
         fields = ["updated_at"]
         conversation.updated_at = now
+        if aspect_ratio in ASPECT_RATIOS and aspect_ratio != conversation.image_aspect_ratio:
+            conversation.image_aspect_ratio = aspect_ratio
+            fields.append("image_aspect_ratio")
+        if image_size in IMAGE_SIZES and image_size != conversation.image_size:
+            conversation.image_size = image_size
+            fields.append("image_size")
         if not conversation.title:
             conversation.title = _title_from(text, files)
             fields.append("title")
@@ -104,6 +124,29 @@ def post_message(
             reply.pk, conversation_id=conversation.pk, shown=[user_message, reply]
         ))
     return user_message, reply
+
+
+def picture_to_edit(
+    *, conversation: Conversation, uuid: UUID | None, model: ChatModel, with_files: bool
+) -> Attachment | None:
+    """The picture a new message edits: the one chosen (of this conversation only), or
+    for an image-output model the latest it made, unless the message brings its own."""
+    pictures = Attachment.objects.filter(
+        message__conversation=conversation, owner_id=conversation.owner_id,
+        kind=Attachment.Kind.IMAGE,
+    )
+    if uuid is not None:
+        chosen = pictures.filter(uuid=uuid).first()
+        if chosen is None:
+            raise ServiceError("The picture you chose to edit is not in this conversation "
+                               "any more; pick another one or send without it.")
+        refusal = kind_refusal(kind=chosen.kind, model=model, relay=model.relay)
+        if refusal:
+            raise ServiceError(f"The picture you chose cannot be sent: {refusal}.")
+        return chosen
+    if with_files or not model.outputs_images:
+        return None
+    return pictures.filter(generated=True).order_by("-created_at", "-pk").first()
 
 
 def retry_reply(*, message: Message) -> Message:

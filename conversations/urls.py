@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from conversations import views
+from conversations.media.gallery import gallery
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +12,7 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
+    path("pictures/", gallery, name="gallery"),
     path("costs/", include("conversations.billing.urls")),
     path("files/", include("conversations.media.urls")),
     path("", include("conversations.accounts.urls")),

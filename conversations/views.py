@@ -37,6 +37,7 @@ def _page_context(request: HttpRequest, **extra) -> dict:
     return {
         "conversations": sidebar_conversations(user=request.user),
         "has_models": ChatModel.objects.usable().exists(),
+        "has_image_models": ChatModel.objects.usable().filter(outputs_images=True).exists(),
         **extra,
     }
 
@@ -117,7 +118,8 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                 )
                 services.post_message(
                     conversation=conversation, author=request.user, text=data["text"],
-                    files=files,
+                    files=files, aspect_ratio=data["aspect_ratio"],
+                    image_size=data["image_size"],
                 )
         except ServiceError as exc:
             if request.htmx:
@@ -182,9 +184,11 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _composer_error(_form_errors(form))
     try:
+        data = form.cleaned_data
         user_message, reply = services.post_message(
-            conversation=conversation, author=request.user, text=form.cleaned_data["text"],
-            files=request.FILES.getlist("files"),
+            conversation=conversation, author=request.user, text=data["text"],
+            files=request.FILES.getlist("files"), aspect_ratio=data["aspect_ratio"],
+            image_size=data["image_size"], edit_picture=data["edit_picture"],
         )
     except ServiceError as exc:
         return _composer_error(exc.message)

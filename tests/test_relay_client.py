@@ -200,12 +200,15 @@ async def test_ping_comment_lines_are_ignored(simulator):
     assert "PING" not in result.content
 
 
-async def test_streamed_openrouter_images_arrive_as_image_events(simulator):
+async def test_streamed_openrouter_images_arrive_decoded_as_image_events(simulator):
     events = await stream(simulator, "images,huge=5000,tokens=3")
 
-    images = [e.text for e in events if e.kind == "image"]
-    assert images == simulator.requests[0].images
-    assert images[0].startswith("data:image/png;base64,")
+    pictures = [e.picture for e in events if e.kind == "image"]
+    sent = simulator.requests[0].images[0]
+    assert len(pictures) == 1
+    assert pictures[0].read() == base64.b64decode(sent.removeprefix("data:image/png;base64,"))
+    assert "![image](picture:1)" in content(events)
+    assert "base64" not in content(events)
     assert events[-2:] == [StreamEvent("finish", text="stop"),
                            StreamEvent("usage", usage=simulator.requests[0].usage)]
 
@@ -264,17 +267,17 @@ async def test_the_relay_receives_exactly_the_json_body_given(simulator):
 # -- §3 edge cases ------------------------------------------------------------------
 
 
-async def test_a_multi_megabyte_single_sse_line_arrives_whole_and_intact(simulator):
+async def test_a_multi_megabyte_single_sse_line_arrives_as_one_decoded_picture(simulator):
     events = await stream(simulator, "huge=4000000,tokens=5")
 
     reply = simulator.requests[0].reply
-    assert content(events) == reply
     uri = reply[reply.index("data:image/png;base64,"):-1]
     assert len(uri) > 4_000_000
-    carriers = [e.text for e in events if e.kind == "content" and "data:image" in e.text]
-    assert len(carriers) == 1 and uri in carriers[0]
+    assert content(events) == reply.replace(uri, "picture:1")
+    pictures = [e.picture for e in events if e.kind == "image"]
+    assert len(pictures) == 1
     png = base64.b64decode(uri.removeprefix("data:image/png;base64,"), validate=True)
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert pictures[0].read() == png and png.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 async def test_a_stream_without_finish_reason_reports_no_finish_but_keeps_usage(simulator):
@@ -595,17 +598,20 @@ async def test_complete_chat_collects_openrouter_message_images(simulator):
         result = await client.complete_chat(chat("images,huge=3000,tokens=4"))
 
     record = simulator.requests[0]
-    assert result.images == record.images and len(result.images) == 1
-    assert result.content == record.reply
+    assert [p.read() for p in result.images] == [
+        base64.b64decode(record.images[0].removeprefix("data:image/png;base64,"))]
+    assert result.content == record.reply + "\n\n![image](picture:1)\n\n"
 
 
-async def test_complete_chat_keeps_markdown_data_uri_images_in_the_content(simulator):
+async def test_complete_chat_turns_markdown_data_uri_images_into_pictures(simulator):
     async with make_client(simulator) as client:
         result = await client.complete_chat(chat("huge=3000,tokens=4"))
 
-    assert result.content == simulator.requests[0].reply
-    assert "![generated image](data:image/png;base64," in result.content
-    assert result.images == []
+    reply = simulator.requests[0].reply
+    uri = reply[reply.index("data:image/png;base64,"):-1]
+    assert result.content == reply.replace(uri, "picture:1")
+    assert [p.read() for p in result.images] == [
+        base64.b64decode(uri.removeprefix("data:image/png;base64,"))]
 
 
 async def test_complete_chat_keeps_reasoning_content(simulator):

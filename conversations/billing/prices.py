@@ -64,6 +64,8 @@ SOURCE_LABELS = {
 }
 
 
+NO_IMAGE_PRICE = "no image-output price for this model: set one"
+
 OVERRIDE_FIELDS = {
     "input": "price_input",
     "cached_input": "price_cached_input",
@@ -244,6 +246,9 @@ def override_price_usd(
     # A part without its own price is billed as its parent, as genai-prices does.
     for child, parent in (("cached_input", "input"), ("audio_input", "input"),
                           ("image_output", "output")):
+        if child == "image_output" and counts.image_out and table[child] is None:
+            # A picture at the text rate is a hundredth of its price: unknown, not cheap.
+            raise UnknownPrice(NO_IMAGE_PRICE)
         if table[child] is None and table[parent] is not None:
             table[child], origin[child] = table[parent], origin[parent] + " (as " + parent + ")"
     token_priced = counts.prompt or counts.completion
@@ -381,6 +386,11 @@ def quote(
 
     if listed is None:
         return Quote(None, currency, SOURCE_UNKNOWN, {**base, **list_info})
+    if counts.image_out and listed.per_million.get("image_output") is None:
+        # genai-prices maps e.g. gemini-2.0-flash-exp-image-generation to plain
+        # gemini-2.0-flash, which prices a picture as text (PROTOCOL.md §6).
+        return Quote(None, currency, SOURCE_UNKNOWN,
+                     {**base, **list_info, "error": NO_IMAGE_PRICE})
     return Quote(
         _money(listed.total_usd * markup * rate), currency, SOURCE_LIST,
         {**base, markup_name: _s(markup), **list_info,

@@ -3,6 +3,7 @@
     client.py        RelayClient: the only code that speaks HTTP to a relay
     errors.py        RelayError and the plain-words explanation of every failure
     stream.py        SSE chunks / JSON completions → StreamEvents
+    pictures.py      pictures' base64 cut out of the answer as it arrives, decoded
     request_body.py  request bodies that stream stored files as base64
     dialects.py      how each media kind is spelled for a relay's dialect
     checks.py        what a relay did not say (media it dropped silently)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
 
 from conversations.infra.netio import use_asyncio_network
 from conversations.relays.errors import (
@@ -40,6 +39,7 @@ from conversations.relays.stream import (
     Completion,
     StreamEvent,
     apply_event,
+    cut_body,
     events_from_completion,
     events_from_sse,
 )
@@ -236,23 +236,20 @@ class RelayClient:
                     raise await error_from_response(response)
                 content_type = response.headers.get("content-type", "").lower()
                 if "event-stream" in content_type:
-                    async for event in events_from_sse(EventSource(response)):
+                    async for event in events_from_sse(response.aiter_bytes()):
                         yield event
                     return
                 # Some relays answer a streaming request with one JSON completion.
-                raw = await response.aread()
+                raw, pictures = await cut_body(response.aiter_bytes())
                 if "json" not in content_type and not raw.lstrip().startswith(b"{"):
                     raise unexpected_answer(response.status_code, raw[:ERROR_BODY_LIMIT],
                                             content_type)
-                for event in events_from_completion(parse_json(raw)):
+                for event in events_from_completion(parse_json(raw), pictures):
                     yield event
         except RelayError:
             raise
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, answered=answered) from exc
-        except SSEError as exc:
-            raise RelayError(f"The relay sent an unreadable stream ({short_reason(exc)}).",
-                             code="bad_stream") from exc
 
     def _transport_error(self, exc: httpx.HTTPError, *, answered: bool) -> RelayError:
         """Say in plain words what went wrong on the wire."""

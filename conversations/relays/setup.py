@@ -40,7 +40,8 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
             for model_id in settings.RELAY_MODELS:
                 ChatModel.objects.get_or_create(
                     relay=relay, model_id=model_id,
-                    defaults={"accepts_image": True, "display_name": model_id},
+                    defaults={"accepts_image": True, "display_name": model_id,
+                              "outputs_images": makes_pictures(model_id)},
                 )
         return relay
     if not simulator_url:
@@ -78,6 +79,8 @@ def create_simulated_models(*, relay: Relay) -> None:
         ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite (simulated)", all_media),
         ("gemini-3.1-flash-lite-preview", "Gemini 3.1 Flash-Lite (simulated)", all_media),
         ("gpt-4o-mini", "GPT-4o mini (simulated)", {"accepts_image": True}),
+        ("gemini-2.5-flash-image", "Gemini 2.5 Flash Image (simulated)",
+         {"accepts_image": True, "outputs_images": True}),
         ("gemini-2.5-flash@reasoning", "Thinking model (simulated)", all_media),
         ("gemini-2.5-flash@fail=401,message=该令牌额度已用尽",
          "Out-of-quota key (simulated failure)", {}),
@@ -86,6 +89,12 @@ def create_simulated_models(*, relay: Relay) -> None:
         ChatModel.objects.get_or_create(
             relay=relay, model_id=model_id, defaults={"display_name": name, **flags}
         )
+
+
+def makes_pictures(model_id: str) -> bool:
+    """Gemini's image models say so in their ids (gemini-2.5-flash-image,
+    gemini-2.0-flash-exp-image-generation); the admin can correct any model."""
+    return "-image" in model_id.partition("@")[0]
 
 
 def _unique_relay_name(base: str) -> str:
@@ -111,7 +120,9 @@ def import_models(*, relay: Relay, model_ids: list[str]) -> list[ChatModel]:
     created = []
     for model_id in model_ids:
         model, was_created = ChatModel.objects.get_or_create(
-            relay=relay, model_id=model_id, defaults={"display_name": model_id}
+            relay=relay, model_id=model_id,
+            defaults={"display_name": model_id, "outputs_images": makes_pictures(model_id),
+                      "accepts_image": makes_pictures(model_id)},
         )
         if was_created:
             created.append(model)

@@ -1,5 +1,9 @@
 """A relay's answer → StreamEvents: SSE chunks as new-api, one-api and
 OpenRouter shape them, or a whole JSON completion.
+
+The SSE lines are read from the raw bytes here rather than by httpx-sse: a
+picture's base64 is cut out of the bytes as they arrive (relays/pictures.py),
+so a line of several megabytes is never held, decoded or parsed whole.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from httpx_sse import EventSource
-
 from conversations.relays.errors import RelayError, check_error_chunk
+from conversations.relays.pictures import (
+    ByteCutter,
+    Picture,
+    Pictures,
+    TextCutter,
+    picture_in_url,
+    reference_tokens,
+)
 
 DRAIN_AFTER_DONE = 1.0  # seconds
 
@@ -25,6 +35,7 @@ class StreamEvent:
     kind: Literal["content", "reasoning", "finish", "usage", "image"]
     text: str = ""
     usage: dict | None = None
+    picture: Picture | None = None  # kind "image": decoded, in a temporary file
 
 
 @dataclass
@@ -35,7 +46,45 @@ class Completion:
     reasoning: str = ""
     finish_reason: str = ""
     usage: dict | None = None
-    images: list[str] = field(default_factory=list)
+    images: list[Picture] = field(default_factory=list)
+
+
+class _Reader:
+    """One answer's pictures and the cutter that turns its content into references."""
+
+    def __init__(self, pictures: Pictures | None = None) -> None:
+        self.pictures = pictures or Pictures()
+        self.text = TextCutter(self.pictures)
+
+    def events(self, choice: dict) -> Iterable[StreamEvent]:
+        for event in _events_from_delta(choice):
+            if event.kind == "content":
+                text = self.text.feed(event.text)
+                if text:
+                    yield StreamEvent("content", text=text)
+                yield from self._finished()
+            elif event.kind == "image":
+                picture = picture_in_url(event.text, self.pictures)
+                if picture is not None:
+                    # The OpenRouter shape has no place in the text: give it one.
+                    yield StreamEvent("content", text=f"\n\n![image](picture:{picture.number})\n\n")
+                    yield from self._finished()
+            elif event.kind == "reasoning":
+                # A picture in the thinking is stored too; its text keeps the reference.
+                yield StreamEvent("reasoning", text=reference_tokens(event.text))
+            else:
+                yield event
+
+    def end(self) -> Iterable[StreamEvent]:
+        text = self.text.flush()
+        if text:
+            yield StreamEvent("content", text=text)
+        for picture in self.pictures.close_all():
+            yield StreamEvent("image", picture=picture)
+
+    def _finished(self) -> Iterable[StreamEvent]:
+        for picture in self.pictures.take_finished():
+            yield StreamEvent("image", picture=picture)
 
 
 def _image_urls(images: Iterable[Any] | None) -> list[str]:
@@ -88,11 +137,51 @@ def _chunks_of(data: str) -> list[Any]:
         ) from None
 
 
-async def events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
+async def sse_data(chunks: AsyncIterator[bytes], cutter: ByteCutter) -> AsyncIterator[str]:
+    """The `data` of each server-sent event, from the raw bytes with pictures cut out.
+
+    Lines end with LF, CRLF or CR; comment lines (`: PING`) and fields other
+    than `data` are skipped; a blank line ends an event.
+    """
+    rest = b""  # an unfinished line
+    data: list[str] = []
+    finished = False
+    iterator = chunks.__aiter__()
+    while not finished:
+        try:
+            chunk = cutter.feed(await iterator.__anext__())
+        except StopAsyncIteration:
+            chunk, finished = cutter.flush() + b"\n", True
+        text = rest + chunk
+        if b"\r" in text:
+            if text.endswith(b"\r") and not finished:
+                text, held = text[:-1], b"\r"  # may be half of a CRLF still coming
+            else:
+                held = b""
+            text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            held = b""
+        *lines, rest = text.split(b"\n")
+        rest += held
+        for line in lines:
+            if not line:
+                if data:
+                    yield "\n".join(data)
+                    data = []
+                continue
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
+    if data:
+        yield "\n".join(data)
+
+
+async def events_from_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
     usage: dict | None = None
-    events = source.aiter_sse()
-    async for sse in events:
-        data = sse.data.strip()
+    reader = _Reader()
+    events = sse_data(chunks, ByteCutter(reader.pictures))
+    async for raw in events:
+        data = raw.strip()
         if not data:
             continue
         if data == "[DONE]":
@@ -104,10 +193,12 @@ async def events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
                 continue
             for choice in chunk.get("choices") or []:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    for event in _events_from_delta(choice):
+                    for event in reader.events(choice):
                         yield event
             if isinstance(chunk.get("usage"), dict) and chunk["usage"]:
                 usage = chunk["usage"]  # some relays repeat it; the last one wins
+    for event in reader.end():
+        yield event
     if usage is not None:
         yield StreamEvent("usage", usage=usage)
 
@@ -123,13 +214,16 @@ async def _read_to_end(events: AsyncIterator[Any]) -> None:
                 pass
 
 
-def events_from_completion(data: Any) -> Iterable[StreamEvent]:
+def events_from_completion(data: Any, pictures: Pictures | None = None) -> Iterable[StreamEvent]:
+    """`pictures`: those already cut from the body's bytes (see `cut_body`)."""
     check_error_chunk(data, mid_stream=False)
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise RelayError("The relay's answer has no choices in it.", code="bad_response")
+    reader = _Reader(pictures)
     for choice in data["choices"]:
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            yield from _events_from_delta(choice)
+            yield from reader.events(choice)
+    yield from reader.end()
     if isinstance(data.get("usage"), dict) and data["usage"]:
         yield StreamEvent("usage", usage=data["usage"])
 
@@ -143,5 +237,16 @@ def apply_event(result: Completion, event: StreamEvent) -> None:
         result.finish_reason = event.text
     elif event.kind == "usage":
         result.usage = event.usage
-    elif event.kind == "image":
-        result.images.append(event.text)
+    elif event.kind == "image" and event.picture is not None:
+        result.images.append(event.picture)
+
+
+async def cut_body(chunks: AsyncIterator[bytes]) -> tuple[bytes, Pictures]:
+    """A whole JSON answer read with its pictures cut out as they arrive."""
+    pictures = Pictures()
+    cutter = ByteCutter(pictures)
+    body = bytearray()
+    async for chunk in chunks:
+        body += cutter.feed(chunk)
+    body += cutter.flush()
+    return bytes(body), pictures

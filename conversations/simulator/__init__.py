@@ -30,6 +30,11 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     finish_chunk    send finish_reason on its own chunk with an empty delta
     usage_every     repeat a running usage on every chunk (the last one is final)
     images          send a generated image (of huge= size) in `images[]` (OpenRouter)
+    picture         answer as an image model (on for any model id with "-image"): a real
+                    PNG of extra_body.google.image_config's aspect ratio and size class,
+                    padded with noise so its data URI is about huge= characters
+    ignore_image_config  with picture: 1:1 at 1K whatever was asked (new-api #2470)
+    split=N         a picture's data URI cut across N deltas
     plain_json      answer a streaming request with a plain JSON completion
     linger          keep the connection open after `[DONE]`
     bench           every token is its own send time: ⟦monotonic⟧
@@ -51,6 +56,7 @@ held by the simulated relay row) and records nothing; the request log at
 (benchmarks) and, as `Simulator.requests`, in tests.
 
     behaviour.py  the spec a request carries, canned words and error bodies
+    pictures.py   the PNGs the simulated image models make
     received.py   what arrived: content parts described, new-api's drops, links
     app.py        the ASGI app: chat completions, models, pricing, the request log
 """

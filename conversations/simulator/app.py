@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import itertools
 import json
 import time
 import uuid
@@ -24,6 +25,7 @@ from conversations.simulator.behaviour import (
     new_api_error_body,
     tokenize,
 )
+from conversations.simulator.pictures import OUTPUT_TOKENS, data_uri, make_png, picture_size
 from conversations.simulator.received import (
     Links,
     PartInfo,
@@ -126,6 +128,9 @@ class Simulator:
              "model_ratio": 0.125, "completion_ratio": 6, "enable_groups": ["default"]},
             {"model_name": "gpt-4o-mini", "quota_type": 0, "model_ratio": 0.075,
              "completion_ratio": 4, "cache_ratio": 0.5, "enable_groups": ["default"]},
+            # $0.30 in, $30 per million image-output tokens (new-api has one output ratio).
+            {"model_name": "gemini-2.5-flash-image", "quota_type": 0, "model_ratio": 0.15,
+             "completion_ratio": 100, "enable_groups": ["default"]},
         ], "group_ratio": {"default": 1}}
 
     @staticmethod
@@ -232,10 +237,20 @@ class Simulator:
         parts = self._parts_of(body, links)
         record.parts = parts
         reply = self._reply_text(body, parts, behaviour)
-        record.reply = reply
+        picture = None
+        if behaviour.picture or "-image" in base_model:
+            picture = self._picture(body, behaviour)
+            if not behaviour.images:
+                reply += f"\n\n![image]({picture})\n\nHere is the picture."
         if behaviour.images:
-            record.images = [generated_image(behaviour.huge or 96)]
+            record.images = [picture or generated_image(behaviour.huge or 96)]
+        record.reply = reply
         usage = self._usage(body, parts, reply, behaviour, links)
+        if picture is not None:
+            tokens = OUTPUT_TOKENS[self._image_config(body, behaviour)[1]]
+            usage["completion_tokens"] += tokens
+            usage["total_tokens"] += tokens
+            usage["completion_tokens_details"]["image_tokens"] = tokens
         record.usage = usage
         if body.get("stream") and not behaviour.plain_json:
             await self._stream(send, receive, base_model, reply, usage, behaviour, record)
@@ -288,9 +303,25 @@ class Simulator:
             while len(tokens) < behaviour.tokens:
                 tokens += tokenize(" " + FILLER)
             reply = "".join(tokens[: behaviour.tokens])
-        if behaviour.huge and not behaviour.images:
+        if behaviour.huge and not behaviour.images and not (
+                behaviour.picture or "-image" in str(body.get("model", ""))):
             reply += f"\n\n![generated image]({generated_image(behaviour.huge)})"
         return reply
+
+    @staticmethod
+    def _image_config(body: dict, behaviour: Behaviour) -> tuple[str, str]:
+        """(aspect ratio, size) asked for in extra_body.google.image_config; 1:1 1K when
+        told to ignore it, as new-api's native Gemini route has been seen to."""
+        config = ((body.get("extra_body") or {}).get("google") or {}).get("image_config") or {}
+        if behaviour.ignore_image_config or not isinstance(config, dict):
+            return "1:1", "1K"
+        size = config.get("image_size", "1K")
+        return str(config.get("aspect_ratio", "1:1")), size if size in OUTPUT_TOKENS else "1K"
+
+    def _picture(self, body: dict, behaviour: Behaviour) -> str:
+        ratio, size = self._image_config(body, behaviour)
+        width, height = picture_size(ratio, size)
+        return data_uri(make_png(width, height, at_least=behaviour.huge * 3 // 4))
 
     @staticmethod
     def _usage(body: dict, parts: list[PartInfo], reply: str, behaviour: Behaviour,
@@ -377,6 +408,9 @@ class Simulator:
                     if interval:
                         await asyncio.sleep(interval)
             tokens = self._bench_tokens(behaviour) if behaviour.bench else tokenize(reply)
+            if behaviour.split:
+                tokens = [piece for token in tokens for piece in _split_data_uri(
+                    token, behaviour.split)]
             sent: list[str] = []
             for index, token in enumerate(tokens):
                 if index and interval:
@@ -437,3 +471,15 @@ class Simulator:
     @staticmethod
     def _bench_tokens(behaviour: Behaviour) -> list[str]:
         return [""] * (behaviour.tokens or 100)
+
+
+def _split_data_uri(token: str, pieces: int) -> list[str]:
+    """A token carrying a data URI cut into `pieces` deltas (some relays do), the
+    cut falling inside the `data:` prefix too; other tokens as they are."""
+    start = token.find("data:image/")
+    if start < 0 or pieces < 2:
+        return [token]
+    cuts = [start + 7] + [start + 30 + (len(token) - start - 30) * i // (pieces - 1)
+                          for i in range(1, pieces - 1)]
+    edges = [0, *cuts, len(token)]
+    return [token[a:b] for a, b in itertools.pairwise(edges) if b > a]

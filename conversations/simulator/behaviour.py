@@ -3,7 +3,6 @@ and its canned words."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
@@ -11,11 +10,14 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import unquote
 
+from conversations.simulator.pictures import data_uri, make_png
+
 SIMULATED_MODELS = [
     {"id": "gemini-2.5-flash", "inputs": ["text", "image", "audio", "video", "pdf"]},
     {"id": "gemini-2.5-flash-lite", "inputs": ["text", "image", "audio", "video", "pdf"]},
     {"id": "gemini-3.1-flash-lite-preview", "inputs": ["text", "image", "audio", "video", "pdf"]},
     {"id": "gpt-4o-mini", "inputs": ["text", "image"]},
+    {"id": "gemini-2.5-flash-image", "inputs": ["text", "image"]},
 ]
 
 
@@ -64,6 +66,9 @@ class Behaviour:
     finish_chunk: bool = False
     usage_every: bool = False
     images: bool = False
+    picture: bool = False
+    ignore_image_config: bool = False
+    split: int = 0
     plain_json: bool = False
     linger: bool = False
     web_page: bool = False
@@ -116,9 +121,10 @@ REASONING = "Let me think about what was sent and how to answer it."
 
 
 def generated_image(size: int) -> str:
-    """A data URI of about `size` characters, like an image model's output."""
-    pixel = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * (size * 3 // 4))
-    return f"data:image/png;base64,{pixel.decode()}"
+    """A data URI of a real PNG of about `size` characters, like an image model's output."""
+    wanted = size * 3 // 4
+    width = 256
+    return data_uri(make_png(width, max(16, wanted // (width * 3) + 1), at_least=wanted))
 
 
 # Default error bodies per status, as new-api words them.

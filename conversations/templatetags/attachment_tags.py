@@ -7,6 +7,13 @@ import json
 from django import template
 from django.conf import settings
 
+from conversations.capabilities import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_IMAGE_SIZE,
+    IMAGE_SIZES,
+)
+
 register = template.Library()
 
 
@@ -28,3 +35,18 @@ def duration(seconds: float | None) -> str:
     if total < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{total} s"
     return f"{total // 60}:{total % 60:02d}"
+
+
+@register.inclusion_tag("conversations/_picture_controls.html")
+def picture_controls(conversation=None, *, any_model: bool = False, oob: bool = False):
+    """The composer's aspect ratio and size, shown for image-output models; `oob`:
+    as an out-of-band swap, when the settings change the conversation's model."""
+    model = getattr(conversation, "model", None)
+    return {
+        "show": bool(model and model.outputs_images) or any_model,
+        "aspect_ratios": ASPECT_RATIOS, "image_sizes": IMAGE_SIZES,
+        "aspect_ratio": getattr(conversation, "image_aspect_ratio", DEFAULT_ASPECT_RATIO),
+        "image_size": getattr(conversation, "image_size", DEFAULT_IMAGE_SIZE),
+        "for_new": conversation is None,
+        "oob": oob,
+    }

@@ -69,3 +69,18 @@ def sidebar_cost_controls(context):
     current = context.get("conversation")
     return {"view": view, "current_pk": getattr(current, "pk", ""),
             "customised": view != {"sort": "recent", "show": "all"}}
+
+
+@register.filter
+def per_picture(usage, pictures: list) -> Decimal | None:
+    """The reply's cost shared by the pictures it made; None while the price is unknown."""
+    if usage is None or usage.cost is None or not pictures:
+        return None
+    return divide_by(usage.cost, len(pictures))
+
+
+@register.filter
+def divide_by(amount: Decimal | None, parts: int | None) -> Decimal | None:
+    if amount is None or not parts:
+        return amount
+    return amount / parts

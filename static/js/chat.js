@@ -233,7 +233,12 @@
     var accepted = evt.detail.successful && !!xhr && xhr.status < 300;
     if (!accepted && replyInFlight()) errorWhileBusy = true;
     if (accepted) {
+      // The picture options are kept with the conversation: keep them shown too.
+      var kept = Array.prototype.map.call(elt.querySelectorAll(".picture-controls select"),
+        function (select) { return [select, select.value]; });
       elt.reset();
+      kept.forEach(function (pair) { pair[0].value = pair[1]; });
+      choosePicture("", "");
       autoGrow();
       var text = composerText();
       if (text) text.focus();
@@ -335,6 +340,36 @@
     if (sidebar && sidebar.classList.contains("open") && !evt.target.closest("#sidebar")) {
       toggleSidebar(false);
     }
+  });
+
+  // -- the picture the next message edits ------------------------------------------
+  function choosePicture(uuid, label) {
+    var input = byId("edit-picture");
+    var chip = byId("edit-picture-chip");
+    if (!input || !chip) return;
+    input.value = uuid;
+    chip.querySelector(".edit-picture-label").textContent = label;
+    chip.hidden = !uuid;
+    document.querySelectorAll(".picture.chosen, .attachment.chosen").forEach(function (el) {
+      el.classList.remove("chosen");
+    });
+    if (uuid) {
+      document.querySelectorAll('[data-edit-picture="' + uuid + '"]').forEach(function (button) {
+        var holder = button.closest(".picture, .attachment");
+        if (holder) holder.classList.add("chosen");
+      });
+    }
+  }
+  document.addEventListener("click", function (evt) {
+    if (!evt.target.closest) return;
+    var pick = evt.target.closest("[data-edit-picture]");
+    if (pick) {
+      choosePicture(pick.getAttribute("data-edit-picture"), pick.getAttribute("data-edit-label"));
+      var text = composerText();
+      if (text) text.focus();
+      return;
+    }
+    if (evt.target.closest(".edit-picture-clear")) choosePicture("", "");
   });
 
   // -- settings ------------------------------------------------------------------------
