@@ -14,17 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import REPLY_TIMEOUT, last_reply, sign_in, start_chat
 
-PICTURE = "Answers with a picture (simulated)"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _picture_model(live_app):
-    live_app.shell(
-        "from conversations.models import ChatModel, Relay\n"
-        "relay = Relay.objects.get(is_simulated=True, name='Relay simulator')\n"
-        "ChatModel.objects.get_or_create(relay=relay, model_id='gemini-2.5-flash@huge=600',"
-        f" defaults={{'display_name': '{PICTURE}'}})\n"
-    )
+PICTURE = "Gemini 2.5 Flash Image (simulated)"
 
 
 def _watch_violations(page: Page) -> list[str]:
@@ -49,12 +39,13 @@ def test_a_reply_with_a_picture_streams_under_the_policy_with_nothing_blocked(
     sign_in(page, live_app)
     start_chat(page, live_app, PICTURE, "Draw me something")
     reply = last_reply(page)
-    expect(reply.locator("div.md[id$='-text']")).to_contain_text(
-        "That is the end of the simulated answer.", timeout=REPLY_TIMEOUT)
-    # The picture is kept (data: is allowed here); the simulator's bytes are no real PNG.
-    expect(reply.locator("img[alt='generated image']")).to_have_count(1)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
+    # The picture is a stored file shown by its own URL, allowed by img-src 'self'.
+    picture = reply.locator("img[alt^='Picture 1']")
+    expect(picture).to_have_count(1)
+    assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
     page.reload()
-    expect(last_reply(page).locator("img[alt='generated image']")).to_have_count(1)
+    expect(last_reply(page).locator("img[alt^='Picture 1']")).to_have_count(1)
     for path in ["/c/new/", "/costs/", "/people/", "/account/password/", "/admin/",
                  "/admin/conversations/relay/add/"]:
         page.goto(f"{live_app.url}{path}")
