@@ -31,7 +31,6 @@ from django.db import connection
 from conversations import replies
 from conversations.events import (
     GENERATION_REQUESTS,
-    Block,
     GenerationRequest,
     ReplyFrame,
     control_group,
@@ -41,10 +40,11 @@ from conversations.events import (
 )
 from conversations.fragments import messages_upsert, render_message, render_stored_messages, upsert
 from conversations.models import Message
+from conversations.prompt import carries_media
 from conversations.relays.client import RelayClient, shared_http_client
 from conversations.relays.errors import RelayError
 from conversations.relays.pictures import Picture
-from conversations.rendering import BlockStream, render_block
+from conversations.rendering import StreamedText
 
 logger = logging.getLogger(__name__)
 
@@ -202,53 +202,8 @@ async def shutdown(grace: float = 5.0) -> None:
         await asyncio.wait(tasks, timeout=grace)
 
 
-def _carries_media(body: dict[str, Any]) -> bool:
-    """Whether the request sent any file (a content part other than text)."""
-    return any(
-        isinstance(part, dict) and part.get("type") != "text"
-        for message in body.get("messages") or ()
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-    )
 
 
-class _Text:
-    """Streamed text as markdown blocks, remembering what was already sent."""
-
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.blocks = BlockStream()
-        self.closed_html: list[str] = []  # rendered once, when the block closes
-        self.sent_closed = 0
-        self.open_dirty = False
-
-    def feed(self, text: str) -> None:
-        self.pieces.append(text)
-        for block in self.blocks.feed(text):
-            self.closed_html.append(render_block(block))
-        self.open_dirty = True
-
-    @property
-    def value(self) -> str:
-        return "".join(self.pieces)
-
-    def _open(self) -> list[Block]:
-        source = self.blocks.open_block
-        return [(len(self.closed_html), render_block(source))] if source.strip() else []
-
-    def changed(self) -> list[Block]:
-        changed = [
-            (index, self.closed_html[index])
-            for index in range(self.sent_closed, len(self.closed_html))
-        ]
-        self.sent_closed = len(self.closed_html)
-        if self.open_dirty:
-            changed += self._open()
-            self.open_dirty = False
-        return changed
-
-    def snapshot(self) -> list[Block]:
-        return list(enumerate(self.closed_html)) + self._open()
 
 
 class Generation:
@@ -256,8 +211,8 @@ class Generation:
         self.message_id = message_id
         self.announce = announce
         self.task: asyncio.Task | None = None
-        self.text = _Text()
-        self.reasoning = _Text()
+        self.text = StreamedText()
+        self.reasoning = StreamedText()
         self.status = Message.Status.STREAMING
         self.stop_requested = False
         self.interrupted = False
@@ -370,7 +325,7 @@ class Generation:
             await asyncio.shield(client.aclose())
         outcome.text = self.text.value
         outcome.reasoning = self.reasoning.value
-        outcome.sent_media = _carries_media(job.body)
+        outcome.sent_media = carries_media(job.body)
         outcome.usage = usage
         outcome.images = images
         self.status = outcome.status

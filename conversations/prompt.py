@@ -170,3 +170,13 @@ def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
             if relay is None or not kind_refusal(kind=attachment.kind, model=model, relay=relay):
                 sent.media.append(SentMedia(attachment, expected_tokens(attachment)))
     return sent
+
+
+def carries_media(body: dict[str, Any]) -> bool:
+    """Whether the request sent any file (a content part other than text)."""
+    return any(
+        isinstance(part, dict) and part.get("type") != "text"
+        for message in body.get("messages") or ()
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )

@@ -26,6 +26,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from conversations.events import Block
 from conversations.relays.pictures import REFERENCE_RE
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -220,3 +221,43 @@ def split_blocks(text: str) -> list[str]:
 def render_markdown(text: str) -> list[str]:
     """A whole stored text → the HTML of each block, as the stream would show it."""
     return [render_block(block) for block in split_blocks(text)]
+
+
+class StreamedText:
+    """A reply's text as it streams: markdown blocks, each closed block rendered
+    once, remembering which blocks were already sent to the pages."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.blocks = BlockStream()
+        self.closed_html: list[str] = []  # rendered once, when the block closes
+        self.sent_closed = 0
+        self.open_dirty = False
+
+    def feed(self, text: str) -> None:
+        self.pieces.append(text)
+        for block in self.blocks.feed(text):
+            self.closed_html.append(render_block(block))
+        self.open_dirty = True
+
+    @property
+    def value(self) -> str:
+        return "".join(self.pieces)
+
+    def _open(self) -> list[Block]:
+        source = self.blocks.open_block
+        return [(len(self.closed_html), render_block(source))] if source.strip() else []
+
+    def changed(self) -> list[Block]:
+        changed = [
+            (index, self.closed_html[index])
+            for index in range(self.sent_closed, len(self.closed_html))
+        ]
+        self.sent_closed = len(self.closed_html)
+        if self.open_dirty:
+            changed += self._open()
+            self.open_dirty = False
+        return changed
+
+    def snapshot(self) -> list[Block]:
+        return list(enumerate(self.closed_html)) + self._open()
