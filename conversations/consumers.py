@@ -7,6 +7,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from conversations.events import (
     CONVERSATION_TYPES,
+    AccountClosed,
     ConversationEvent,
     GenerationResync,
     MessagesCreated,
@@ -15,6 +16,7 @@ from conversations.events import (
     control_group,
     conversation_group,
     publish,
+    user_group,
 )
 from conversations.fragments import frame_html, messages_upsert
 from conversations.models import Conversation
@@ -29,6 +31,7 @@ CATCH_UP_MESSAGES = 4
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: int
     group: str | None = None
+    account_group: str | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -56,6 +59,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.group = None
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        self.account_group = user_group(user.pk)
+        await self.channel_layer.group_add(self.account_group, self.channel_name)
         await self.accept()
         # Catch up: the latest messages as stored, then every block so far
         # from a running generation (wherever it runs).
@@ -73,6 +78,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             stop_delivering(self.channel_name)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.account_group:
+            await self.channel_layer.group_discard(self.account_group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         """The page sends nothing that matters; writes go over HTTP with CSRF."""
@@ -100,6 +107,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def messages_created(self, event: MessagesCreated) -> None:
         await self._send_html(event["html"])
+
+    async def account_closed(self, event: AccountClosed) -> None:
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def _send_html(self, html: str) -> None:
         if html:

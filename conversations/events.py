@@ -3,6 +3,8 @@
 Two kinds of group per conversation:
 - `conversation-<id>`: what browsers watching the conversation receive;
 - `control-<id>`: what running generations listen to (stop, resync);
+one per user, `user-<id>`, that all their sockets join (a deactivated
+account's sockets close at once);
 and one channel, GENERATION_REQUESTS, on which web processes hand replies to
 the generation workers (GENERATION_MODE=workers).
 A generation may run in another server process than the browser's socket;
@@ -30,6 +32,11 @@ def conversation_group(conversation_id: int) -> str:
 
 def control_group(conversation_id: int) -> str:
     return f"control-{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every socket a user has open, on any process."""
+    return f"user-{user_id}"
 
 
 class ReplyFrame(TypedDict):
@@ -76,6 +83,12 @@ class GenerationResync(TypedDict):
     reply_channel: str
 
 
+class AccountClosed(TypedDict):
+    """The user was deactivated: their sockets close now."""
+
+    type: Literal["account.closed"]
+
+
 class GenerationRequest(TypedDict):
     """A web process asks the generation workers for a reply (after its commit)."""
 
@@ -87,7 +100,7 @@ class GenerationRequest(TypedDict):
 
 ConversationEvent = ReplyFrame | ReplyFinished | MessagesCreated
 ControlEvent = GenerationStop | GenerationResync
-Event = ConversationEvent | ControlEvent | GenerationRequest
+Event = ConversationEvent | ControlEvent | GenerationRequest | AccountClosed
 
 
 def _types(*events: type) -> frozenset[str]:
@@ -97,7 +110,9 @@ def _types(*events: type) -> frozenset[str]:
 CONVERSATION_TYPES = _types(ReplyFrame, ReplyFinished, MessagesCreated)
 CONTROL_TYPES = _types(GenerationStop, GenerationResync)
 REQUEST_TYPES = _types(GenerationRequest)
-_GROUP_KINDS = {"conversation-": CONVERSATION_TYPES, "control-": CONTROL_TYPES}
+USER_TYPES = _types(AccountClosed)
+_GROUP_KINDS = {"conversation-": CONVERSATION_TYPES, "control-": CONTROL_TYPES,
+                "user-": USER_TYPES}
 
 
 def _check(event: Event, allowed: frozenset[str], where: str) -> None:

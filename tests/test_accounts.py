@@ -126,3 +126,21 @@ def _bob_signed_in():
     client = Client()
     client.force_login(bob)
     return bob, client.cookies["sessionid"].value, make_conversation(bob, None)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_open_socket_closes_the_moment_its_user_is_deactivated():
+    from conversations.accounts import services as accounts
+
+    bob, cookie, conversation = await database_sync_to_async(_bob_signed_in)()
+    staff = await database_sync_to_async(make_user)("boss", is_staff=True)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.pk}/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", f"sessionid={cookie}".encode())],
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    await database_sync_to_async(accounts.set_active)(user=bob, active=False, by=staff)
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    await communicator.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.contrib.sessions.models import Session
@@ -9,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations.errors import ServiceError
+from conversations.events import AccountClosed, publish, user_group
 
 
 def add_user(*, username: str, password: str, is_staff: bool = False) -> AbstractUser:
@@ -30,6 +32,7 @@ def set_active(*, user: AbstractUser, active: bool, by: AbstractUser) -> None:
         user.save(update_fields=["is_active"])
         if not active:
             end_sessions(user=user)
+            transaction.on_commit(lambda: _close_sockets(user.pk))
 
 
 def end_sessions(*, user: AbstractUser) -> int:
@@ -41,3 +44,9 @@ def end_sessions(*, user: AbstractUser) -> int:
     ]
     Session.objects.filter(pk__in=ended).delete()
     return len(ended)
+
+
+def _close_sockets(user_id: int) -> None:
+    """Every socket the user has open, on any process, closes now."""
+    closed: AccountClosed = {"type": "account.closed"}
+    async_to_sync(publish)(user_group(user_id), closed)
