@@ -77,6 +77,13 @@ class ChatModel(models.Model):
     accepts_video = models.BooleanField(default=False)
     accepts_pdf = models.BooleanField(default=False)
     outputs_images = models.BooleanField(default=False)
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input tokens the model takes at most"
+    )
+    capabilities_source = models.CharField(
+        max_length=200, blank=True,
+        help_text="Where the flags came from when the model was created (relays/catalogue.py)",
+    )
     is_active = models.BooleanField(default=True)
 
     # Price overrides, per million tokens in USD list terms; they always win.
@@ -194,6 +201,10 @@ class Message(models.Model):
     error_status = models.PositiveIntegerField(null=True, blank=True)
     warning = models.TextField(blank=True, help_text="e.g. media the relay silently dropped")
     model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
+    # What the relay's answer said in its `model` field, beside the one asked
+    # for (model.model_id), and whether it names another model (relays/checks.py).
+    served_model = models.CharField(max_length=200, blank=True)
+    model_substituted = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     # Touched by every checkpoint: a streaming reply whose updated_at is stale
     # belongs to a process that died.
@@ -211,6 +222,9 @@ class Message(models.Model):
                 name="msg_in_flight",
                 condition=Q(status__in=["pending", "streaming"]),
             ),
+            # The costs page counts these per relay; they are rare.
+            models.Index(fields=["completed_at"], name="msg_substituted",
+                         condition=Q(model_substituted=True)),
         ]
 
     def __str__(self) -> str:

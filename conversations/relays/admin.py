@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from conversations.infra.concurrency import outside_limit
 from conversations.models import ChatModel, Relay
 from conversations.relays import setup
+from conversations.relays.catalogue import fill_added_by_hand
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
 
@@ -46,7 +47,7 @@ class ChatModelInline(admin.TabularInline):
     model = ChatModel
     extra = 0
     fields = ["model_id", "display_name", "accepts_image", "accepts_audio", "accepts_video",
-              "accepts_pdf", "outputs_images", "is_active"]
+              "accepts_pdf", "outputs_images", "context_window", "is_active"]
 
 
 class RelayAdmin(admin.ModelAdmin):
@@ -60,19 +61,30 @@ class RelayAdmin(admin.ModelAdmin):
         for relay in queryset:
             try:
                 with outside_limit():  # the relay may take seconds to answer
-                    model_ids = async_to_sync(_list_models)(relay)
+                    entries = async_to_sync(_list_models)(relay)
             except RelayError as exc:
                 self.message_user(request, f"{relay.name}: {exc.message}", messages.ERROR)
                 continue
-            created = setup.import_models(relay=relay, model_ids=model_ids)
+            model_ids = [str(entry["id"]) for entry in entries]
+            created = setup.import_models(
+                relay=relay, model_ids=model_ids,
+                listed={str(entry["id"]): entry for entry in entries},
+            )
             self.message_user(
                 request, f"{relay.name}: {len(model_ids)} models listed, {len(created)} new."
             )
 
 
-async def _list_models(relay: Relay) -> list[str]:
+    def save_formset(self, request, form, formset, change) -> None:
+        for inline_form in formset.forms:
+            if isinstance(inline_form.instance, ChatModel) and not inline_form.instance.pk:
+                fill_added_by_hand(inline_form.instance, changed=inline_form.changed_data)
+        super().save_formset(request, form, formset, change)
+
+
+async def _list_models(relay: Relay) -> list[dict]:
     async with RelayClient(setup.relay_target(relay), max_retries=1) as client:
-        return await client.list_models()
+        return await client.list_model_entries()
 
 
 class ChatModelAdmin(admin.ModelAdmin):
@@ -80,3 +92,8 @@ class ChatModelAdmin(admin.ModelAdmin):
                     "accepts_video", "accepts_pdf", "outputs_images", "is_active"]
     list_filter = ["relay", "is_active"]
     search_fields = ["model_id", "display_name"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            fill_added_by_hand(obj, changed=form.changed_data)
+        super().save_model(request, obj, form, change)

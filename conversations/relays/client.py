@@ -310,12 +310,17 @@ class RelayClient:
         return result
 
     async def list_models(self) -> list[str]:
+        return [str(item["id"]) for item in await self.list_model_entries()]
+
+    async def list_model_entries(self) -> list[dict]:
+        """GET /v1/models: each entry as the relay gave it (some gateways add
+        context and modality fields, PROTOCOL §1)."""
         data = await self._request_json("GET", "/models")
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise RelayError("The relay's model list is not a list of models.",
                              code="bad_response")
-        return [str(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+        return [item for item in items if isinstance(item, dict) and "id" in item]
 
     async def fetch_pricing(self) -> Any:
         """new-api's GET /api/pricing (ratios per model)."""
