@@ -12,11 +12,13 @@ import time
 import uuid
 from typing import Any
 
+from conversations.simulator import billing
 from conversations.simulator.behaviour import (
     FILLER,
     PROXY_TEXT,
     REASONING,
     SIMULATED_MODELS,
+    SUBSTITUTE,
     WEB_PAGE,
     Behaviour,
     generated_image,
@@ -78,6 +80,14 @@ class Simulator:
         if method == "GET" and path.endswith("/api/pricing"):
             await self._json(send, 200, self.pricing())
             return
+        if method == "GET" and "/v1/dashboard/billing/" in path and "/nobilling/" not in path:
+            if path.endswith("/subscription"):
+                await self._json(send, 200, billing.subscription())
+                return
+            if path.endswith("/usage"):
+                await self._json(send, 200, billing.usage(requests=self.chat_requests,
+                                                          pricing=self.pricing()))
+                return
         if method == "GET" and path.endswith("/_sim/requests"):
             await self._json(send, 200, [
                 {"path": r.path, "body": r.body, "reply": r.reply,
@@ -214,6 +224,9 @@ class Simulator:
             record.images = [generated_image(behaviour.huge or 96)]
         usage = self._usage(body, parts, reply, behaviour, links)
         record.usage = usage
+        # A relay that answers with another model says so only in `model`.
+        base_model = behaviour.substitute or (
+            SUBSTITUTE if "/substitutes/" in path else base_model)
         if body.get("stream") and not behaviour.plain_json:
             await self._stream(send, receive, base_model, reply, usage, behaviour, record)
         else:
