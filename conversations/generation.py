@@ -352,6 +352,8 @@ class Generation:
                         usage = event.usage
                     elif event.kind == "image":
                         images.append(event.text)
+                    elif event.kind == "model":
+                        outcome.served_model = event.text
             outcome.finish_reason = finish_reason
         except RelayError as exc:
             outcome.status = Message.Status.FAILED

@@ -206,7 +206,8 @@ async def test_streamed_openrouter_images_arrive_as_image_events(simulator):
     images = [e.text for e in events if e.kind == "image"]
     assert images == simulator.requests[0].images
     assert images[0].startswith("data:image/png;base64,")
-    assert events[-2:] == [StreamEvent("finish", text="stop"),
+    assert events[-3:] == [StreamEvent("finish", text="stop"),
+                           StreamEvent("model", text="gemini-2.5-flash"),
                            StreamEvent("usage", usage=simulator.requests[0].usage)]
 
 

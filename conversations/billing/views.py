@@ -114,6 +114,8 @@ def costs_page(request: HttpRequest) -> HttpResponse:
         report = cost_reports.cost_report(
             days=days, period=data["period_obj"],
             per_user=request.user.is_staff and data["user"] == "all",
+            substituted=cost_reports.substitutions_by_relay(
+                viewer=request.user, scope=data["user"], period=data["period_obj"]),
         )
     context = {
         **_sidebar_context(request),

@@ -22,7 +22,7 @@ DRAIN_AFTER_DONE = 1.0  # seconds
 class StreamEvent:
     """One thing a streaming relay told us."""
 
-    kind: Literal["content", "reasoning", "finish", "usage", "image"]
+    kind: Literal["content", "reasoning", "finish", "usage", "image", "model"]
     text: str = ""
     usage: dict | None = None
 
@@ -36,6 +36,7 @@ class Completion:
     finish_reason: str = ""
     usage: dict | None = None
     images: list[str] = field(default_factory=list)
+    model: str = ""  # what the relay says answered (PROTOCOL §7b), once
 
 
 def _image_urls(images: Iterable[Any] | None) -> list[str]:
@@ -88,8 +89,16 @@ def _chunks_of(data: str) -> list[Any]:
         ) from None
 
 
+def _answering_model(chunk: dict) -> StreamEvent | None:
+    model = chunk.get("model")
+    return StreamEvent("model", text=model) if isinstance(model, str) and model else None
+
+
 async def events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
     usage: dict | None = None
+    # Told once the stream is over, like usage: before the first token an
+    # event would count as the answer having begun.
+    answering: StreamEvent | None = None
     events = source.aiter_sse()
     async for sse in events:
         data = sse.data.strip()
@@ -102,12 +111,16 @@ async def events_from_sse(source: EventSource) -> AsyncIterator[StreamEvent]:
             check_error_chunk(chunk, mid_stream=True)
             if not isinstance(chunk, dict):
                 continue
+            if answering is None:
+                answering = _answering_model(chunk)
             for choice in chunk.get("choices") or []:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
                     for event in _events_from_delta(choice):
                         yield event
             if isinstance(chunk.get("usage"), dict) and chunk["usage"]:
                 usage = chunk["usage"]  # some relays repeat it; the last one wins
+    if answering is not None:
+        yield answering
     if usage is not None:
         yield StreamEvent("usage", usage=usage)
 
@@ -127,6 +140,8 @@ def events_from_completion(data: Any) -> Iterable[StreamEvent]:
     check_error_chunk(data, mid_stream=False)
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise RelayError("The relay's answer has no choices in it.", code="bad_response")
+    if answering := _answering_model(data):
+        yield answering
     for choice in data["choices"]:
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
             yield from _events_from_delta(choice)
@@ -145,3 +160,5 @@ def apply_event(result: Completion, event: StreamEvent) -> None:
         result.usage = event.usage
     elif event.kind == "image":
         result.images.append(event.text)
+    elif event.kind == "model":
+        result.model = event.text
