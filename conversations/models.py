@@ -60,6 +60,27 @@ class Relay(models.Model):
         return f"{self.name} (simulated)" if self.is_simulated else self.name
 
 
+class RelayProbe(models.Model):
+    """One probe of a relay (relays/probe.py): its report, and whether staff applied it."""
+
+    relay = models.ForeignKey(Relay, on_delete=models.CASCADE, related_name="probes")
+    created_at = models.DateTimeField(default=timezone.now)
+    report = models.JSONField(default=dict)
+    proposed_dialect = models.CharField(max_length=32, blank=True)
+    cost_usd = models.DecimalField(
+        max_digits=14, decimal_places=8, null=True, blank=True,
+        help_text="What the probe's requests cost at list price (empty: a price unknown)",
+    )
+    seconds = models.FloatField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Probe of {self.relay} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class ChatModelQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(is_active=True, relay__is_active=True).select_related("relay")

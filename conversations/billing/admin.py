@@ -20,6 +20,7 @@ from conversations.billing.prices import (
     base_model_ref,
     has_override,
     list_price,
+    list_usd,
     recompute_costs,
 )
 from conversations.billing.ratios import import_new_api_ratios
@@ -69,6 +70,7 @@ class PricedRelayAdmin(PriceHelpMixin, RelayAdmin):
     list_display = [*RelayAdmin.list_display, "billing_mode", "currency",
                     "exchange_rate"]
     actions = [*RelayAdmin.actions, "import_pricing_ratios"]
+    probe_pricer = staticmethod(list_usd)  # what each probe request cost
 
     @admin.action(description="Import new-api ratios from the relay's /api/pricing")
     def import_pricing_ratios(self, request, queryset: QuerySet[Relay]) -> None:

@@ -15,6 +15,7 @@ from conversations.relays import setup
 from conversations.relays.catalogue import fill_added_by_hand
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
+from conversations.relays.probe_admin import ProbeAdminMixin
 
 
 class RelayForm(forms.ModelForm):
@@ -50,11 +51,12 @@ class ChatModelInline(admin.TabularInline):
               "accepts_pdf", "outputs_images", "context_window", "is_active"]
 
 
-class RelayAdmin(admin.ModelAdmin):
+class RelayAdmin(ProbeAdminMixin, admin.ModelAdmin):
     form = RelayForm
     list_display = ["name", "base_url", "dialect", "is_simulated", "is_active"]
     inlines = [ChatModelInline]
-    actions = ["import_models"]
+    actions = ["import_models", "probe_relays", "apply_last_probe"]
+    readonly_fields = ["last_probe"]
 
     @admin.action(description="Import models from the relay's /v1/models")
     def import_models(self, request, queryset) -> None:
