@@ -335,6 +335,15 @@ class RelayClient:
             ).redact(self.target.api_key)
         return data
 
+    async def fetch_billing(self, *, start: str, end: str) -> tuple[Any, Any]:
+        """The OpenAI billing routes new-api and one-api serve for a key
+        (PROTOCOL §7b): the subscription (limit in dollars) and the usage
+        (in cents) from `start` to `end` (YYYY-MM-DD)."""
+        subscription = await self._request_json("GET", "/dashboard/billing/subscription")
+        usage = await self._request_json(
+            "GET", f"/dashboard/billing/usage?start_date={start}&end_date={end}")
+        return subscription, usage
+
     async def _request_json(
         self, method: str, path: str, *, json_body: dict | None = None, site: bool = False
     ) -> Any:
