@@ -145,3 +145,55 @@ def test_the_probe_admin_is_staff_only(simulator):
         "action": "probe_relays", "_selected_action": [relay.pk]})
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert not simulator.requests
+
+
+def test_the_relays_own_page_imports_probes_and_applies_for_staff(simulator):
+    import time
+
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    relay = make_relay(simulator.url + "/newapi", dialect="media-url-parts", name="seed000")
+    client = Client()
+    client.force_login(staff)
+    page = client.get(f"/admin/conversations/relay/{relay.pk}/change/").content.decode()
+    assert 'id="relay-import"' in page and 'id="relay-probe"' in page
+    client.post(f"/admin/conversations/relay/{relay.pk}/import/")
+    lite = relay.models.get(model_id="gemini-2.5-flash-lite")
+    assert lite.accepts_audio  # from the catalogue and the relay's list
+    relay.models.exclude(pk=lite.pk).delete()
+    client.post(f"/admin/conversations/relay/{relay.pk}/probe/")
+    deadline = time.monotonic() + 30
+    while not RelayProbe.objects.filter(relay=relay).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.post(f"/admin/conversations/relay/{relay.pk}/apply-probe/")
+    relay.refresh_from_db()
+    assert relay.dialect == "image_url-for-all"
+    # Not for someone who is not staff, nor by GET.
+    assert client.get(f"/admin/conversations/relay/{relay.pk}/probe/").status_code == 405
+    other = Client()
+    other.force_login(make_user("alice"))
+    assert other.post(f"/admin/conversations/relay/{relay.pk}/probe/").status_code == 302
+    assert RelayProbe.objects.filter(relay=relay).count() == 1
+
+
+def test_a_new_relay_needs_a_key_and_prices_cannot_be_negative():
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    client = Client()
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    form = {"name": "New relay", "base_url": "https://relay.example.com", "api_key": "",
+            "dialect": "openai", "is_active": "on", "currency": "USD", "exchange_rate": "1",
+            "billing_mode": "list", "price_multiplier": "1", "group_ratio": "1",
+            "models-TOTAL_FORMS": "0", "models-INITIAL_FORMS": "0"}
+    page = client.post("/admin/conversations/relay/add/", form).content.decode()
+    assert "Give the relay&#x27;s key" in page
+    page = client.post("/admin/conversations/relay/add/",
+                       {**form, "api_key": "sk-new", "exchange_rate": "-1"}).content.decode()
+    assert "cannot be negative" in page
+    response = client.post("/admin/conversations/relay/add/", {**form, "api_key": "sk-new"})
+    assert response.status_code == 302

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
+from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
 from django.utils.html import format_html
 
@@ -55,11 +56,19 @@ PRICE_HELP = {
 }
 
 
+# Every number staff type for money: a negative one is a typo, never a price.
+NON_NEGATIVE = {name for name in PRICE_HELP if name not in ("currency", "billing_mode")}
+
+
 class PriceHelpMixin:
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if field is not None and db_field.name in PRICE_HELP:
             field.help_text = PRICE_HELP[db_field.name]
+        if field is not None and db_field.name in NON_NEGATIVE:
+            field.validators.append(MinValueValidator(
+                0, message="A price, rate or ratio cannot be negative."))
+            field.widget.attrs["min"] = "0"
         return field
 
 

@@ -27,7 +27,7 @@ class RelayForm(forms.ModelForm):
     api_key = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the stored key.",
+        help_text="The relay's Bearer key. On a saved relay, leave empty to keep the stored key.",
     )
 
     class Meta:
@@ -41,6 +41,8 @@ class RelayForm(forms.ModelForm):
         key = self.cleaned_data.get("api_key", "")
         if not key and self.instance.pk:
             return self.instance.api_key
+        if not key:
+            raise forms.ValidationError("Give the relay's key (its Bearer token, sk-…).")
         return key
 
 

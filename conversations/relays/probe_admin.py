@@ -1,5 +1,6 @@
 """The relay admin's probe: start one (in the background), read its report on
-the relay's page, apply its proposal when staff confirm.
+the relay's page, apply its proposal when staff confirm; and the relay's page's
+own buttons for Import models, Probe and Apply (the list actions, for one relay).
 
 Prices belong to billing, so the cost of each request is worked out by
 `probe_pricer`, which billing's relay admin sets; without it costs are unknown.
@@ -8,6 +9,10 @@ Prices belong to billing, so the cost of each request is worked out by
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from conversations.models import Relay
@@ -41,13 +46,47 @@ class ProbeAdminMixin:
             self.message_user(request, f"{relay.name}: " + (
                 "; ".join(changes) if changes else "already as the probe proposed."))
 
-    @admin.display(description="Last probe")
+    @admin.display(description="Set up")
     def last_probe(self, relay: Relay) -> str:
-        last = relay.probes.first() if relay.pk else None
+        if not relay.pk:
+            return "Save the relay first; then import its models and probe it from here."
+        # Buttons of the change form posting (with its CSRF token) to the views below.
+        buttons = format_html(
+            '<p class="relay-setup">'
+            '<button type="submit" formaction="{}" id="relay-import">Import models</button> '
+            '<button type="submit" formaction="{}" id="relay-probe">Probe</button> '
+            '<button type="submit" formaction="{}" id="relay-apply">Apply the last '
+            "probe's proposal</button></p>",
+            *(reverse(f"admin:conversations_relay_{name}", args=[relay.pk])
+              for name in ("import", "probe", "apply")))
+        last = relay.probes.first()
         if last is None:
-            return "Not probed yet: select the relay in the list and choose “Probe”."
+            return format_html("{}<p>Not probed yet.</p>", buttons)
         report = probe.ProbeReport.from_json(last.report)
         status = (f"applied {last.applied_at:%Y-%m-%d %H:%M}" if last.applied_at
                   else "not applied")
-        return format_html('<p>{} ({})</p><pre class="probe-report">{}</pre>',
-                           last, status, "\n".join(report.lines()))
+        return format_html('{}<p>{} ({})</p><pre class="probe-report">{}</pre>',
+                           buttons, last, status, "\n".join(report.lines()))
+
+    def get_urls(self):
+        def one_relay(action):
+            def view(request, object_id):
+                if request.method != "POST":
+                    return HttpResponseNotAllowed(["POST"])
+                relay = get_object_or_404(Relay, pk=object_id)
+                if not self.has_change_permission(request, relay):
+                    raise PermissionDenied
+                action(self, request, Relay.objects.filter(pk=relay.pk))
+                return HttpResponseRedirect(
+                    reverse("admin:conversations_relay_change", args=[relay.pk]))
+            return self.admin_site.admin_view(view)
+
+        return [
+            path("<int:object_id>/import/", one_relay(type(self).import_models),
+                 name="conversations_relay_import"),
+            path("<int:object_id>/probe/", one_relay(type(self).probe_relays),
+                 name="conversations_relay_probe"),
+            path("<int:object_id>/apply-probe/", one_relay(type(self).apply_last_probe),
+                 name="conversations_relay_apply"),
+            *super().get_urls(),
+        ]
