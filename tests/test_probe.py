@@ -44,7 +44,9 @@ def test_a_new_api_relay_that_drops_audio_url_is_found_out_and_a_dialect_that_ca
     assert "dropped it without a word" in text
     assert "audio is counted only in" not in text  # counted in the proposed dialect
     # The probe's requests are recorded, and it stayed within its budget.
-    assert len(simulator.requests) == 1 + 5 + 4 + 3 + 4
+    # one request per distinct spelling: text; image_url; input_audio, image_url, audio_url;
+    # image_url, video_url; file, image_url
+    assert len(simulator.requests) == 1 + 1 + 3 + 2 + 2
     assert probe.cost_usd is not None and Decimal(0) < probe.cost_usd <= Decimal("0.002")
     assert report.models[0].baseline.first_token_s is not None
 

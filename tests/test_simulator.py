@@ -318,3 +318,9 @@ def test_it_answers_as_another_model_when_told_to_substitute(simulator):
                         headers={"Authorization": "Bearer sk"})
     assert family.json()["model"] == "gemini-2.5-flash-lite"
     assert post(simulator, body).json()["model"] == "gemini-2.5-pro"
+
+
+def test_it_cuts_the_answer_at_max_tokens_and_says_length(simulator):
+    answer = post(simulator, chat(stream=False, max_tokens=3)).json()
+    assert len(tokenize(answer["choices"][0]["message"]["content"])) == 3
+    assert answer["choices"][0]["finish_reason"] == "length"

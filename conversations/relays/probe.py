@@ -34,7 +34,7 @@ import time
 import wave
 from base64 import b64encode
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -278,10 +278,22 @@ async def _probe_model(client: RelayClient, model_id: str, claimed: list[str], p
         if sample is None:
             result.attempts.append(Attempt(kind, "-", "skipped", "no sample (ffmpeg missing)"))
             continue
+        # Dialects that spell this kind the same way (image_url for an image in
+        # all five) share one request: its verdict stands for each of them.
+        sent: dict[str, Attempt] = {}
         for dialect, kinds in DIALECT_KINDS.items():
-            if kind in kinds:
-                result.attempts.append(
-                    await _attempt(client, model_id, kind, dialect, sample, baseline, price))
+            if kind not in kinds:
+                continue
+            spelling = _part(sample, dialect)["type"]
+            if spelling in sent:
+                first = sent[spelling]
+                result.attempts.append(replace(
+                    first, dialect=dialect, cost_usd="0",
+                    detail=f"as {first.dialect} (the same `{spelling}` part)"))
+                continue
+            sent[spelling] = await _attempt(client, model_id, kind, dialect, sample,
+                                            baseline, price)
+            result.attempts.append(sent[spelling])
     return result
 
 

@@ -43,6 +43,8 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
 Beside chat it serves GET /v1/models, new-api's /api/pricing and its billing routes
 /v1/dashboard/billing/subscription and /usage (404 under a base URL ending /nobilling).
 
+A request's `max_tokens` cuts the answer there, with finish_reason `length`.
+
 An unknown key or a malformed value is answered with HTTP 400, so a typo in a
 test cannot silently turn into an ordinary reply.
 

@@ -219,6 +219,10 @@ class Simulator:
         parts = self._parts_of(body, links)
         record.parts = parts
         reply = self._reply_text(body, parts, behaviour)
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and 0 < limit < len(tokenize(reply)):
+            # As a model does: cut at max_tokens, and say so.
+            reply, behaviour.finish = "".join(tokenize(reply)[:limit]), "length"
         record.reply = reply
         if behaviour.images:
             record.images = [generated_image(behaviour.huge or 96)]
