@@ -81,15 +81,19 @@ def capabilities_for(model_id: str, *, listed: dict | None = None) -> Capabiliti
 
 
 def catalogue_key(model_id: str) -> str:
-    """The id as catalogues spell it: no behaviour, provider prefix or date."""
+    """The id as catalogues spell it: no simulator behaviour, no provider prefix."""
     key = model_id.split("@", 1)[0].strip().lower()
-    key = key.rsplit("/", 1)[-1]
-    return key
+    return key.rsplit("/", 1)[-1]
+
+
+def undated_key(model_id: str) -> str:
+    """The catalogue key without a date or version pin (`gpt-4o-mini-2024-07-18`)."""
+    return _DATE_SUFFIX.sub("", catalogue_key(model_id))
 
 
 def _catalogue_capabilities(model_id: str) -> Capabilities:
     key = catalogue_key(model_id)
-    undated = _DATE_SUFFIX.sub("", key)
+    undated = undated_key(model_id)
     first_party, everyone = _indexes()
     entry = first_party.get(key) or first_party.get(undated)
     if entry is not None:

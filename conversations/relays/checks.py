@@ -9,11 +9,10 @@ relay reported is held against what those files should have cost.
 from __future__ import annotations
 
 import itertools
-import re
 
 from conversations.capabilities import KIND_WORDS, dialect_name
 from conversations.models import ChatModel, Dialect, Message, Usage
-from conversations.relays.catalogue import catalogue_key
+from conversations.relays.catalogue import catalogue_key, undated_key
 from conversations.tokens import SentMedia, SentRequest
 
 
@@ -81,21 +80,13 @@ def silent_drop_warnings(*, sent: SentRequest, usage: Usage, model: ChatModel) -
     return warnings
 
 
-# A dated or version-pinned name of the same model is no substitution
-# (OpenAI answers `gpt-4o-mini` as `gpt-4o-mini-2024-07-18`).
-_SAME_MODEL_SUFFIX = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest)$")
-
-
 def is_substitution(*, requested: str, served: str) -> bool:
-    """Whether the answer's `model` names another model than the one asked for."""
+    """Whether the answer's `model` names another model than the one asked for;
+    a dated name of the same model is none (OpenAI answers `gpt-4o-mini` as
+    `gpt-4o-mini-2024-07-18`)."""
     if not served or not requested:
         return False
-    asked, answered = catalogue_key(requested), catalogue_key(served)
-    if asked == answered:
-        return False
-    shorter, longer = sorted((asked, answered), key=len)
-    rest = longer.removeprefix(shorter + "-")
-    return not (rest != longer and _SAME_MODEL_SUFFIX.match(rest))
+    return undated_key(requested) != undated_key(served)
 
 
 def note_served_model(*, message: Message, served: str) -> str:
