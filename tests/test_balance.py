@@ -45,3 +45,15 @@ def test_balances_are_staff_only(simulator):
     client.force_login(make_user("alice"))
     assert client.get(reverse("costs_balances")).status_code == 403
     assert 'id="relay-balances"' not in client.get(reverse("costs")).content.decode()
+
+
+def test_a_budgets_user_is_picked_by_name():
+    client = Client()
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    make_user("carol")
+    page = client.get("/admin/conversations/budget/add/").content.decode()
+    assert "admin-autocomplete" in page
+    found = client.get("/admin/autocomplete/", {
+        "term": "car", "app_label": "conversations", "model_name": "budget",
+        "field_name": "user"}).json()
+    assert [r["text"] for r in found["results"]] == ["carol"]

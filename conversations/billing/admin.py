@@ -192,7 +192,7 @@ class UsageAdmin(admin.ModelAdmin):
 
 class BudgetAdmin(admin.ModelAdmin):
     list_display = ["user", "monthly_limit", "currency", "spent_this_month"]
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user"]  # picked by name, not by raw id
     search_fields = ["user__username"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
