@@ -31,7 +31,14 @@ class Relay(models.Model):
         max_length=500, help_text="Without /v1, e.g. https://api.example.com"
     )
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
-    dialect = models.CharField(max_length=32, choices=Dialect.choices, default=Dialect.OPENAI)
+    dialect = models.CharField(
+        max_length=32, choices=Dialect.choices, default=Dialect.OPENAI,
+        help_text="How the relay's software wants files spelled. openai: OpenAI, LiteLLM, "
+        "new-api's native Gemini channel. image_url for every medium: new-api's Gemini "
+        "channel (钱多多, aigcbest). image_url / audio_url / video_url: relays whose docs show "
+        "those parts (mixrouter, toiotech); new-api drops audio_url without a word. "
+        "OpenRouter: OpenRouter. Images only: one-api. Not sure? Save, then Probe.",
+    )
     is_simulated = models.BooleanField(
         default=False, help_text="The built-in relay simulator, for demos and tests."
     )
