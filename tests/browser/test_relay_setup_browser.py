@@ -13,7 +13,13 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in
+from tests.browser.conftest import (
+    PASSWORD,
+    REPLY_TIMEOUT,
+    last_reply,
+    message_box,
+    sign_in,
+)
 from tests.fixtures import media
 
 RELAY = "Mixrouter (simulated new-api)"
@@ -59,9 +65,14 @@ def test_staff_set_up_a_relay_that_drops_audio_and_a_user_then_sends_audio_that_
     expect(_flash(page)).to_contain_text("dialect media-url-parts → image_url-for-all")
     expect(page.get_by_label("Dialect")).to_have_value("image_url-for-all")
 
-    # A user now sends audio through that relay: it arrives and is counted.
+    # A user of their own (other tests spend bob's budget) now sends audio
+    # through that relay: it arrives and is counted.
+    live_app.shell(
+        "from django.contrib.auth.models import User\n"
+        "u = User.objects.get_or_create(username='carol')[0]\n"
+        f"u.set_password('{PASSWORD}'); u.save()\n")
     page.context.clear_cookies()
-    sign_in(page, live_app, "bob")
+    sign_in(page, live_app, "carol")
     page.goto(f"{live_app.url}/c/new/")
     page.get_by_label("Model").select_option(label="gemini-2.5-flash-lite")
     memo = tmp_path / "memo.wav"
