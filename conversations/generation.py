@@ -309,6 +309,8 @@ class Generation:
                         usage = event.usage
                     elif event.kind == "image":
                         images.append(event.picture)
+                    elif event.kind == "model":
+                        outcome.served_model = event.text
             outcome.finish_reason = finish_reason
         except RelayError as exc:
             outcome.status = Message.Status.FAILED

@@ -31,7 +31,14 @@ class Relay(models.Model):
         max_length=500, help_text="Without /v1, e.g. https://api.example.com"
     )
     api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
-    dialect = models.CharField(max_length=32, choices=Dialect.choices, default=Dialect.OPENAI)
+    dialect = models.CharField(
+        max_length=32, choices=Dialect.choices, default=Dialect.OPENAI,
+        help_text="How the relay's software wants files spelled. openai: OpenAI, LiteLLM, "
+        "new-api's native Gemini channel. image_url for every medium: new-api's Gemini "
+        "channel (钱多多, aigcbest). image_url / audio_url / video_url: relays whose docs show "
+        "those parts (mixrouter, toiotech); new-api drops audio_url without a word. "
+        "OpenRouter: OpenRouter. Images only: one-api. Not sure? Save, then Probe.",
+    )
     is_simulated = models.BooleanField(
         default=False, help_text="The built-in relay simulator, for demos and tests."
     )
@@ -60,6 +67,27 @@ class Relay(models.Model):
         return f"{self.name} (simulated)" if self.is_simulated else self.name
 
 
+class RelayProbe(models.Model):
+    """One probe of a relay (relays/probe.py): its report, and whether staff applied it."""
+
+    relay = models.ForeignKey(Relay, on_delete=models.CASCADE, related_name="probes")
+    created_at = models.DateTimeField(default=timezone.now)
+    report = models.JSONField(default=dict)
+    proposed_dialect = models.CharField(max_length=32, blank=True)
+    cost_usd = models.DecimalField(
+        max_digits=14, decimal_places=8, null=True, blank=True,
+        help_text="What the probe's requests cost at list price (empty: a price unknown)",
+    )
+    seconds = models.FloatField(default=0)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Probe of {self.relay} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class ChatModelQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(is_active=True, relay__is_active=True).select_related("relay")
@@ -77,6 +105,13 @@ class ChatModel(models.Model):
     accepts_video = models.BooleanField(default=False)
     accepts_pdf = models.BooleanField(default=False)
     outputs_images = models.BooleanField(default=False)
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input tokens the model takes at most"
+    )
+    capabilities_source = models.CharField(
+        max_length=200, blank=True,
+        help_text="Where the flags came from when the model was created (relays/catalogue.py)",
+    )
     is_active = models.BooleanField(default=True)
 
     # Price overrides, per million tokens in USD list terms; they always win.
@@ -203,6 +238,10 @@ class Message(models.Model):
     edit_source = models.ForeignKey(
         "Attachment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # What the relay's answer said in its `model` field, beside the one asked
+    # for (model.model_id), and whether it names another model (relays/checks.py).
+    served_model = models.CharField(max_length=200, blank=True)
+    model_substituted = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     # Touched by every checkpoint: a streaming reply whose updated_at is stale
     # belongs to a process that died.
@@ -220,6 +259,9 @@ class Message(models.Model):
                 name="msg_in_flight",
                 condition=Q(status__in=["pending", "streaming"]),
             ),
+            # The costs page counts these per relay; they are rare.
+            models.Index(fields=["completed_at"], name="msg_substituted",
+                         condition=Q(model_substituted=True)),
         ]
 
     def __str__(self) -> str:

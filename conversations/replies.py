@@ -22,7 +22,7 @@ from conversations.errors import ServiceError
 from conversations.media.generated import store_pictures
 from conversations.models import ChatModel, Conversation, Message, Usage
 from conversations.prompt import build_messages, request_sent
-from conversations.relays.checks import silent_drop_warnings
+from conversations.relays.checks import note_served_model, silent_drop_warnings
 from conversations.relays.client import RelayTarget
 from conversations.relays.pictures import Picture
 from conversations.relays.setup import relay_target
@@ -146,6 +146,7 @@ class ReplyOutcome:
     error_status: int | None = None
     images: list[Picture] | None = None  # decoded, not yet stored
     sent_media: bool = True  # False: the request carried no file, so none was dropped
+    served_model: str = ""  # the answer's `model` field
 
 
 def finish_reply(
@@ -196,11 +197,13 @@ def finish_reply(
         usage = record_usage(message=message, raw=outcome.usage, owner_id=owner_id, sent=sent)
         if usage is not None and sent is not None and message.model is not None:
             warnings.extend(silent_drop_warnings(sent=sent, usage=usage, model=message.model))
+        warnings.append(note_served_model(message=message, served=outcome.served_model))
         message.warning = "\n".join(w for w in warnings if w)
         message.save(
             update_fields=[
                 "text", "reasoning", "status", "finish_reason", "error", "error_code",
-                "error_status", "warning", "updated_at", "completed_at",
+                "error_status", "warning", "updated_at", "completed_at", "served_model",
+                "model_substituted",
             ]
         )
     return message

@@ -209,7 +209,8 @@ async def test_streamed_openrouter_images_arrive_decoded_as_image_events(simulat
     assert pictures[0].read() == base64.b64decode(sent.removeprefix("data:image/png;base64,"))
     assert "![image](picture:1)" in content(events)
     assert "base64" not in content(events)
-    assert events[-2:] == [StreamEvent("finish", text="stop"),
+    assert events[-3:] == [StreamEvent("finish", text="stop"),
+                           StreamEvent("model", text="gemini-2.5-flash"),
                            StreamEvent("usage", usage=simulator.requests[0].usage)]
 
 

@@ -293,3 +293,34 @@ def test_models_and_pricing_are_served(simulator):
 
     assert models["object"] == "list" and models["data"][0]["id"] == "gemini-2.5-flash"
     assert pricing["success"] is True and pricing["group_ratio"] == {"default": 1}
+
+
+def test_it_serves_new_apis_billing_routes_limit_in_dollars_usage_in_cents(simulator):
+    post(simulator, {"model": "gemini-2.5-flash-lite",
+                     "messages": [{"role": "user", "content": "hello " * 50}]})
+    usage = simulator.requests[-1].usage
+    limit = httpx.get(f"{simulator.url}/v1/dashboard/billing/subscription").json()
+    used = httpx.get(f"{simulator.url}/v1/dashboard/billing/usage",
+                     params={"start_date": "2026-01-01", "end_date": "2026-12-31"}).json()
+    assert limit["hard_limit_usd"] == 100.0
+    # new-api quota (ratio 0.05, completion ratio 4) → relay dollars → cents
+    quota = round((usage["prompt_tokens"] + usage["completion_tokens"] * 4) * 0.05)
+    assert used["total_usage"] == pytest.approx(quota / 500_000 * 100)
+    missing = httpx.get(f"{simulator.url}/nobilling/v1/dashboard/billing/subscription")
+    assert missing.status_code == 404
+
+
+def test_it_answers_as_another_model_when_told_to_substitute(simulator):
+    body = {"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "hi"}]}
+    assert post(simulator, {**body, "model": "gemini-2.5-pro@substitute=gpt-4o-mini"}
+                ).json()["model"] == "gpt-4o-mini"
+    family = httpx.post(f"{simulator.url}/substitutes/v1/chat/completions", json=body,
+                        headers={"Authorization": "Bearer sk"})
+    assert family.json()["model"] == "gemini-2.5-flash-lite"
+    assert post(simulator, body).json()["model"] == "gemini-2.5-pro"
+
+
+def test_it_cuts_the_answer_at_max_tokens_and_says_length(simulator):
+    answer = post(simulator, chat(stream=False, max_tokens=3)).json()
+    assert len(tokenize(answer["choices"][0]["message"]["content"])) == 3
+    assert answer["choices"][0]["finish_reason"] == "length"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin, messages
+from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
 from django.utils.html import format_html
 
@@ -20,6 +21,7 @@ from conversations.billing.prices import (
     base_model_ref,
     has_override,
     list_price,
+    list_usd,
     recompute_costs,
 )
 from conversations.billing.ratios import import_new_api_ratios
@@ -54,11 +56,19 @@ PRICE_HELP = {
 }
 
 
+# Every number staff type for money: a negative one is a typo, never a price.
+NON_NEGATIVE = {name for name in PRICE_HELP if name not in ("currency", "billing_mode")}
+
+
 class PriceHelpMixin:
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if field is not None and db_field.name in PRICE_HELP:
             field.help_text = PRICE_HELP[db_field.name]
+        if field is not None and db_field.name in NON_NEGATIVE:
+            field.validators.append(MinValueValidator(
+                0, message="A price, rate or ratio cannot be negative."))
+            field.widget.attrs["min"] = "0"
         return field
 
 
@@ -69,6 +79,7 @@ class PricedRelayAdmin(PriceHelpMixin, RelayAdmin):
     list_display = [*RelayAdmin.list_display, "billing_mode", "currency",
                     "exchange_rate"]
     actions = [*RelayAdmin.actions, "import_pricing_ratios"]
+    probe_pricer = staticmethod(list_usd)  # what each probe request cost
 
     @admin.action(description="Import new-api ratios from the relay's /api/pricing")
     def import_pricing_ratios(self, request, queryset: QuerySet[Relay]) -> None:
@@ -181,7 +192,7 @@ class UsageAdmin(admin.ModelAdmin):
 
 class BudgetAdmin(admin.ModelAdmin):
     list_display = ["user", "monthly_limit", "currency", "spent_this_month"]
-    raw_id_fields = ["user"]
+    autocomplete_fields = ["user"]  # picked by name, not by raw id
     search_fields = ["user__username"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):

@@ -41,6 +41,7 @@ from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
 from conversations.billing.money import ZERO, to_decimal
+from conversations.billing.usage import usage_fields
 from conversations.models import BillingMode, ChatModel, Conversation, Relay, Usage
 
 logger = logging.getLogger(__name__)
@@ -446,3 +447,16 @@ def recompute_costs(*, usages: QuerySet[Usage]) -> Recomputed:
                 total_cost=F("total_cost") + delta
             )
     return result
+
+
+def list_usd(model_id: str, raw: dict | None) -> Decimal | None:
+    """What a relay's raw usage for `model_id` costs at list price, or None
+    when unknown (the relay probe's pricer)."""
+    fields = usage_fields(raw)
+    if fields is None:
+        return None
+    try:
+        return list_price(TokenCounts.from_usage(Usage(**fields)),
+                          base_model_ref(model_id)).total_usd
+    except UnknownPrice:
+        return None

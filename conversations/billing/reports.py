@@ -19,11 +19,11 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db.models import DateField, Func, QuerySet, Sum
+from django.db.models import Count, DateField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from conversations.models import Conversation, Relay, UsageDay
+from conversations.models import Conversation, Message, Relay, UsageDay
 
 ZERO = Decimal(0)
 COST_PLACES = Decimal("1e-10")  # as stored on Usage.cost
@@ -57,11 +57,28 @@ class Period:
 def days_for(*, viewer, scope: str | int | None, period: Period) -> QuerySet[UsageDay]:
     """The daily sums a viewer may see: their own; staff pick one user or everyone ("all")."""
     days = UsageDay.objects.filter(day__gte=period.start, day__lte=period.end)
+    owner_id = _owner_in_scope(viewer=viewer, scope=scope)
+    return days if owner_id is None else days.filter(owner_id=owner_id)
+
+
+def _owner_in_scope(*, viewer, scope: str | int | None) -> int | None:
+    """Whose figures a viewer sees: their own; staff one user's, or everyone's (None)."""
     if not viewer.is_staff or scope in (None, "", "me"):
-        return days.filter(owner_id=viewer.pk)
-    if scope == "all":
-        return days
-    return days.filter(owner_id=int(scope))
+        return viewer.pk
+    return None if scope == "all" else int(scope)
+
+
+def substitutions_by_relay(*, viewer, scope: str | int | None, period: Period) -> dict:
+    """Replies whose relay answered with another model than the one asked, per relay id."""
+    replies = Message.objects.filter(
+        model_substituted=True, completed_at__gte=period.start_at,
+        completed_at__lt=period.end_before,
+    )
+    owner_id = _owner_in_scope(viewer=viewer, scope=scope)
+    if owner_id is not None:
+        replies = replies.filter(conversation__owner_id=owner_id)
+    return dict(replies.values("model__relay_id").annotate(n=Count("pk"))
+                .values_list("model__relay_id", "n").order_by())
 
 
 @dataclass
@@ -225,7 +242,12 @@ def daily_rows(days: QuerySet[UsageDay], *extra_keys: str) -> QuerySet:
     )
 
 
-def cost_report(*, days: QuerySet[UsageDay], period: Period, per_user: bool) -> CostReport:
+def cost_report(
+    *, days: QuerySet[UsageDay], period: Period, per_user: bool,
+    substituted: dict | None = None,
+) -> CostReport:
+    """`substituted`: replies answered by another model, per relay id
+    (substitutions_by_relay), shown on each relay's line."""
     rows = [_with_unknown(row) for row in daily_rows(days)]
     relay_names = dict(
         Relay.objects.filter(pk__in={r["relay_id"] for r in rows if r["relay_id"]})
@@ -245,7 +267,8 @@ def cost_report(*, days: QuerySet[UsageDay], period: Period, per_user: bool) -> 
         by_model.setdefault(key, Line(key, row["model_name"] or "(unknown model)", currency,
                                       extra={"relay": relay_name})).add(row)
         key = (row["relay_id"], currency)
-        by_relay.setdefault(key, Line(key, relay_name, currency)).add(row)
+        by_relay.setdefault(key, Line(key, relay_name, currency, extra={
+            "substituted": (substituted or {}).get(row["relay_id"], 0)})).add(row)
 
     return CostReport(
         period=period,

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from conversations.billing import reports as cost_reports
+from conversations.billing.balances import relay_balances
 from conversations.billing.budgets import budget_status
 from conversations.models import ChatModel, Conversation, Usage
 from conversations.selectors import get_conversation_for_user, sidebar_conversations
@@ -114,6 +115,8 @@ def costs_page(request: HttpRequest) -> HttpResponse:
         report = cost_reports.cost_report(
             days=days, period=data["period_obj"],
             per_user=request.user.is_staff and data["user"] == "all",
+            substituted=cost_reports.substitutions_by_relay(
+                viewer=request.user, scope=data["user"], period=data["period_obj"]),
         )
     context = {
         **_sidebar_context(request),
@@ -136,6 +139,20 @@ def _csv_cell(value):
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+@login_required
+@require_GET
+def costs_balances(request: HttpRequest) -> HttpResponse:
+    """Staff: each relay's own balance beside the product's figure (loaded after the page)."""
+    if not request.user.is_staff:
+        return HttpResponse("Only staff can read relays' balances.", status=403)
+    _form, data = _filter(request)
+    if data is None:
+        return HttpResponse("")
+    return render(request, "conversations/_balances.html",
+                  {"lines": relay_balances(period=data["period_obj"]),
+                   "period": data["period_obj"]})
 
 
 @login_required

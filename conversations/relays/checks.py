@@ -1,4 +1,5 @@
-"""Noticing what a relay did not say: media it dropped without an error.
+"""Noticing what a relay did not say: media it dropped without an error, and
+a model it answered with in place of the one asked for.
 
 new-api drops content parts it does not know and answers as if nothing
 happened (PROTOCOL.md §2). After each reply that carried files, the usage the
@@ -10,7 +11,8 @@ from __future__ import annotations
 import itertools
 
 from conversations.capabilities import KIND_WORDS, dialect_name
-from conversations.models import ChatModel, Dialect, Usage
+from conversations.models import ChatModel, Dialect, Message, Usage
+from conversations.relays.catalogue import catalogue_key, undated_key
 from conversations.tokens import SentMedia, SentRequest
 
 
@@ -76,3 +78,24 @@ def silent_drop_warnings(*, sent: SentRequest, usage: Usage, model: ChatModel) -
             f"dialect to {dialect_name(_suggested_dialect(relay.dialect, kind))} and retry."
         )
     return warnings
+
+
+def is_substitution(*, requested: str, served: str) -> bool:
+    """Whether the answer's `model` names another model than the one asked for;
+    a dated name of the same model is none (OpenAI answers `gpt-4o-mini` as
+    `gpt-4o-mini-2024-07-18`)."""
+    if not served or not requested:
+        return False
+    return undated_key(requested) != undated_key(served)
+
+
+def note_served_model(*, message: Message, served: str) -> str:
+    """Keep the relay's `model` beside the one asked for; the warning shown
+    under the reply when they differ, or ''."""
+    message.served_model = served[:200]
+    requested = message.model.model_id if message.model is not None else ""
+    message.model_substituted = is_substitution(requested=requested, served=served)
+    if not message.model_substituted:
+        return ""
+    return (f"The relay answered with “{served[:200]}”, not “{catalogue_key(requested)}” "
+            "as asked: it may have put another model in its place.")

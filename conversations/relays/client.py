@@ -307,12 +307,17 @@ class RelayClient:
         return result
 
     async def list_models(self) -> list[str]:
+        return [str(item["id"]) for item in await self.list_model_entries()]
+
+    async def list_model_entries(self) -> list[dict]:
+        """GET /v1/models: each entry as the relay gave it (some gateways add
+        context and modality fields, PROTOCOL §1)."""
         data = await self._request_json("GET", "/models")
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise RelayError("The relay's model list is not a list of models.",
                              code="bad_response")
-        return [str(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+        return [item for item in items if isinstance(item, dict) and "id" in item]
 
     async def fetch_pricing(self) -> Any:
         """new-api's GET /api/pricing (ratios per model)."""
@@ -326,6 +331,15 @@ class RelayClient:
                 relay_message=str(data.get("message") or ""),
             ).redact(self.target.api_key)
         return data
+
+    async def fetch_billing(self, *, start: str, end: str) -> tuple[Any, Any]:
+        """The OpenAI billing routes new-api and one-api serve for a key
+        (PROTOCOL §7b): the subscription (limit in dollars) and the usage
+        (in cents) from `start` to `end` (YYYY-MM-DD)."""
+        subscription = await self._request_json("GET", "/dashboard/billing/subscription")
+        usage = await self._request_json(
+            "GET", f"/dashboard/billing/usage?start_date={start}&end_date={end}")
+        return subscription, usage
 
     async def _request_json(
         self, method: str, path: str, *, json_body: dict | None = None, site: bool = False

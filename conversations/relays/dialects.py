@@ -15,6 +15,7 @@ the file is large, as a signed link the relay downloads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -34,24 +35,34 @@ AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 
 def media_part(attachment: Attachment, dialect: str) -> dict[str, Any]:
     """The content part for one stored file, spelled for `dialect`."""
-    kind = attachment.kind
+    return spell_part(
+        kind=attachment.kind, dialect=dialect, mime=attachment.mime,
+        name=attachment.original_name,
+        inline=lambda bare: _inline(attachment, bare=bare), url=lambda: _url(attachment),
+    )
+
+
+def spell_part(
+    *, kind: str, dialect: str, mime: str, name: str,
+    inline: Callable[[bool], Any], url: Callable[[], Any],
+) -> dict[str, Any]:
+    """A content part for a file of `kind` in `dialect`: `inline(bare)` gives
+    its data (a bare base64 string or a data: URI), `url()` its link or data URI."""
     if dialect in (Dialect.OPENAI, Dialect.OPENROUTER):
         if kind == "audio":
             return {"type": "input_audio", "input_audio": {
-                "data": _inline(attachment, bare=True),
-                "format": AUDIO_FORMATS.get(attachment.mime, "mp3"),
+                "data": inline(True), "format": AUDIO_FORMATS.get(mime, "mp3"),
             }}
         if kind == "pdf":
             return {"type": "file", "file": {
-                "filename": _pdf_filename(attachment.original_name),
-                "file_data": _inline(attachment),
+                "filename": _pdf_filename(name), "file_data": inline(False),
             }}
     if dialect == Dialect.MEDIA_URL_PARTS and kind in ("audio", "video"):
         key = f"{kind}_url"
-        return {"type": key, key: {"url": _url(attachment)}}
+        return {"type": key, key: {"url": url()}}
     if dialect == Dialect.OPENROUTER and kind == "video":
-        return {"type": "video_url", "video_url": {"url": _url(attachment)}}
-    return {"type": "image_url", "image_url": {"url": _url(attachment)}}
+        return {"type": "video_url", "video_url": {"url": url()}}
+    return {"type": "image_url", "image_url": {"url": url()}}
 
 
 def _pdf_filename(name: str) -> str:

@@ -10,6 +10,7 @@ from django.utils.crypto import salted_hmac
 
 from conversations.models import ChatModel, Dialect, Relay
 from conversations.relays.addresses import RelayAddressError, check_relay_url
+from conversations.relays.catalogue import capabilities_for
 from conversations.relays.client import RelayTarget
 
 SIMULATED_RELAY_NAME = "Relay simulator"
@@ -40,18 +41,20 @@ def ensure_default_relay(*, simulator_url: str | None = None) -> Relay | None:
             for model_id in settings.RELAY_MODELS:
                 ChatModel.objects.get_or_create(
                     relay=relay, model_id=model_id,
-                    defaults={"accepts_image": True, "display_name": model_id,
-                              "outputs_images": makes_pictures(model_id)},
+                    defaults={"display_name": model_id,
+                              **capabilities_for(model_id).as_fields()},
                 )
         return relay
     if not simulator_url:
         return Relay.objects.filter(is_simulated=True).first()
     simulated = Relay.objects.filter(is_simulated=True, name=SIMULATED_RELAY_NAME)
+    # image_url-for-all carries every medium the simulated models accept
+    # (openai has no video part), as new-api's Gemini channel reads them.
     try:
         relay, created = Relay.objects.get_or_create(
             is_simulated=True, name=SIMULATED_RELAY_NAME,
             defaults={"base_url": simulator_url, "api_key": simulator_key(),
-                      "dialect": Dialect.OPENAI},
+                      "dialect": Dialect.IMAGE_URL_FOR_ALL},
         )
     except ValueError:  # its key was encrypted with another SECRET_KEY: it gets this one's
         simulated.update(api_key=simulator_key())
@@ -116,13 +119,18 @@ def relay_target(relay: Relay) -> RelayTarget:
     return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
 
 
-def import_models(*, relay: Relay, model_ids: list[str]) -> list[ChatModel]:
+def import_models(
+    *, relay: Relay, model_ids: list[str], listed: dict[str, dict] | None = None
+) -> list[ChatModel]:
+    """New models for `model_ids`, their capabilities from the catalogue and
+    from `listed` (the relay's own /v1/models entries, by id)."""
     created = []
+    listed = listed or {}
     for model_id in model_ids:
         model, was_created = ChatModel.objects.get_or_create(
             relay=relay, model_id=model_id,
-            defaults={"display_name": model_id, "outputs_images": makes_pictures(model_id),
-                      "accepts_image": makes_pictures(model_id)},
+            defaults={"display_name": model_id,
+                      **capabilities_for(model_id, listed=listed.get(model_id)).as_fields()},
         )
         if was_created:
             created.append(model)

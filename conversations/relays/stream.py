@@ -32,7 +32,7 @@ DRAIN_AFTER_DONE = 1.0  # seconds
 class StreamEvent:
     """One thing a streaming relay told us."""
 
-    kind: Literal["content", "reasoning", "finish", "usage", "image"]
+    kind: Literal["content", "reasoning", "finish", "usage", "image", "model"]
     text: str = ""
     usage: dict | None = None
     picture: Picture | None = None  # kind "image": decoded, in a temporary file
@@ -47,6 +47,7 @@ class Completion:
     finish_reason: str = ""
     usage: dict | None = None
     images: list[Picture] = field(default_factory=list)
+    model: str = ""  # what the relay says answered (PROTOCOL §7b), once
 
 
 class _Reader:
@@ -137,6 +138,11 @@ def _chunks_of(data: str) -> list[Any]:
         ) from None
 
 
+def _answering_model(chunk: dict) -> StreamEvent | None:
+    model = chunk.get("model")
+    return StreamEvent("model", text=model) if isinstance(model, str) and model else None
+
+
 async def sse_data(chunks: AsyncIterator[bytes], cutter: ByteCutter) -> AsyncIterator[str]:
     """The `data` of each server-sent event, from the raw bytes with pictures cut out.
 
@@ -178,6 +184,9 @@ async def sse_data(chunks: AsyncIterator[bytes], cutter: ByteCutter) -> AsyncIte
 
 async def events_from_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
     usage: dict | None = None
+    # Told once the stream is over, like usage: before the first token an
+    # event would count as the answer having begun.
+    answering: StreamEvent | None = None
     reader = _Reader()
     events = sse_data(chunks, ByteCutter(reader.pictures))
     async for raw in events:
@@ -191,6 +200,8 @@ async def events_from_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamE
             check_error_chunk(chunk, mid_stream=True)
             if not isinstance(chunk, dict):
                 continue
+            if answering is None:
+                answering = _answering_model(chunk)
             for choice in chunk.get("choices") or []:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
                     for event in reader.events(choice):
@@ -199,6 +210,8 @@ async def events_from_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamE
                 usage = chunk["usage"]  # some relays repeat it; the last one wins
     for event in reader.end():
         yield event
+    if answering is not None:
+        yield answering
     if usage is not None:
         yield StreamEvent("usage", usage=usage)
 
@@ -220,6 +233,8 @@ def events_from_completion(data: Any, pictures: Pictures | None = None) -> Itera
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise RelayError("The relay's answer has no choices in it.", code="bad_response")
     reader = _Reader(pictures)
+    if answering := _answering_model(data):
+        yield answering
     for choice in data["choices"]:
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
             yield from reader.events(choice)
@@ -239,6 +254,8 @@ def apply_event(result: Completion, event: StreamEvent) -> None:
         result.usage = event.usage
     elif event.kind == "image" and event.picture is not None:
         result.images.append(event.picture)
+    elif event.kind == "model":
+        result.model = event.text
 
 
 async def cut_body(chunks: AsyncIterator[bytes]) -> tuple[bytes, Pictures]:

@@ -42,6 +42,13 @@ comma-separated list, e.g. `gemini-2.5-flash@fail=401,message=该令牌额度已
     newapi          behave like new-api with media: drop `audio_url` and `video_url` objects
                     silently; 500 convert_request_failed for a type Gemini refuses
                     (video/quicktime, ogg, webm, …). Also on for base URLs ending /newapi
+    substitute=ID   answer as model ID (the `model` field), whatever was asked. Base URLs
+                    ending /substitutes answer every request as gemini-2.5-flash-lite
+
+Beside chat it serves GET /v1/models, new-api's /api/pricing and its billing routes
+/v1/dashboard/billing/subscription and /usage (404 under a base URL ending /nobilling).
+
+A request's `max_tokens` cuts the answer there, with finish_reason `length`.
 
 An unknown key or a malformed value is answered with HTTP 400, so a typo in a
 test cannot silently turn into an ordinary reply.
@@ -58,5 +65,6 @@ held by the simulated relay row) and records nothing; the request log at
     behaviour.py  the spec a request carries, canned words and error bodies
     pictures.py   the PNGs the simulated image models make
     received.py   what arrived: content parts described, new-api's drops, links
+    billing.py    the key's limit and usage, as new-api's billing routes give them
     app.py        the ASGI app: chat completions, models, pricing, the request log
 """

@@ -14,11 +14,13 @@ import time
 import uuid
 from typing import Any
 
+from conversations.simulator import billing
 from conversations.simulator.behaviour import (
     FILLER,
     PROXY_TEXT,
     REASONING,
     SIMULATED_MODELS,
+    SUBSTITUTE,
     WEB_PAGE,
     Behaviour,
     generated_image,
@@ -96,6 +98,14 @@ class Simulator:
         if method == "GET" and path.endswith("/api/pricing"):
             await self._json(send, 200, self.pricing())
             return
+        if method == "GET" and "/v1/dashboard/billing/" in path and "/nobilling/" not in path:
+            if path.endswith("/subscription"):
+                await self._json(send, 200, billing.subscription())
+                return
+            if path.endswith("/usage"):
+                await self._json(send, 200, billing.usage(requests=self.chat_requests,
+                                                          pricing=self.pricing()))
+                return
         if self.request_log and method == "GET" and path.endswith("/_sim/requests"):
             await self._json(send, 200, [
                 {"path": r.path, "body": r.body, "reply": r.reply,
@@ -237,6 +247,10 @@ class Simulator:
         parts = self._parts_of(body, links)
         record.parts = parts
         reply = self._reply_text(body, parts, behaviour)
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and 0 < limit < len(tokenize(reply)):
+            # As a model does: cut at max_tokens, and say so.
+            reply, behaviour.finish = "".join(tokenize(reply)[:limit]), "length"
         picture = None
         if behaviour.picture or "-image" in base_model:
             picture = self._picture(body, behaviour)
@@ -252,6 +266,9 @@ class Simulator:
             usage["total_tokens"] += tokens
             usage["completion_tokens_details"]["image_tokens"] = tokens
         record.usage = usage
+        # A relay that answers with another model says so only in `model`.
+        base_model = behaviour.substitute or (
+            SUBSTITUTE if "/substitutes/" in path else base_model)
         if body.get("stream") and not behaviour.plain_json:
             await self._stream(send, receive, base_model, reply, usage, behaviour, record)
         else:

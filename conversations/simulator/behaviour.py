@@ -35,6 +35,9 @@ FILLER = (
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
 
+# What a relay that substitutes models answers with, whatever was asked.
+SUBSTITUTE = "gemini-2.5-flash-lite"
+
 
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text) or [text]
@@ -73,6 +76,7 @@ class Behaviour:
     linger: bool = False
     web_page: bool = False
     newapi: bool = False
+    substitute: str = ""
 
     @classmethod
     def parse(cls, spec: str) -> Behaviour:
