@@ -5,5 +5,6 @@ steps), selectors (reads), prompt (history → request), generation (the
 streaming task), events (typed channel-layer messages), consumers/routing
 (the WebSocket), views/urls/forms, fragments/rendering (HTML), lifespan.
 Ground floor: errors.py, tokens.py. Rooms: relays/, media/, billing/,
-infra/; simulator/ is a development tool that production code never imports.
+infra/, history/ (versions and branches); simulator/ is a development tool
+that production code never imports.
 """

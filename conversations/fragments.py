@@ -14,6 +14,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations.events import Block, ReplyFrame
+from conversations.history.tree import Versions, versions_of
 from conversations.models import Message
 from conversations.rendering import render_markdown
 
@@ -48,24 +49,39 @@ def upsert(container_id: str, inner_html: str) -> SafeString:
 
 def message_context(
     message: Message, *, text_html: list[str] | None = None,
-    reasoning_html: list[str] | None = None,
+    reasoning_html: list[str] | None = None, versions: Versions | None = None,
 ) -> dict:
     """`text_html`/`reasoning_html`: the blocks already rendered (by the
-    generation that streamed them), instead of rendering the text again."""
+    generation that streamed them), instead of rendering the text again.
+    `versions`: where the message stands among its versions, if known (a page
+    reads them for every message at once); else read from its siblings."""
     if text_html is None:
         text_html = render_markdown(message.text) if message.role == "assistant" else []
     if reasoning_html is None:
         reasoning_html = render_markdown(message.reasoning)
     return {
         "message": message,
+        "versions": versions if versions is not None else versions_of(message),
         "text_blocks": render_blocks(message.pk, "text", enumerate(text_html)),
         "reasoning_blocks": render_blocks(message.pk, "reasoning", enumerate(reasoning_html)),
     }
 
 
-def render_message(message: Message, **rendered: list[str] | None) -> SafeString:
+def render_message(
+    message: Message, *, versions: Versions | None = None, **rendered: list[str] | None
+) -> SafeString:
     return mark_safe(  # noqa: S308 - a Django template render, escaped as usual
-        render_to_string("conversations/_message.html", message_context(message, **rendered))
+        render_to_string("conversations/_message.html",
+                         message_context(message, versions=versions, **rendered))
+    )
+
+
+def message_list(branch: Iterable[tuple[Message, Versions]]) -> SafeString:
+    """The whole list of messages on screen, replacing what the page shows:
+    after a switch of version or branch, messages leave the page too."""
+    inner = "".join(render_message(m, versions=v) for m, v in branch)
+    return mark_safe(  # noqa: S308 - rendered messages, escaped as usual
+        f'<div hx-swap-oob="innerHTML:#message-list">{inner}</div>'
     )
 
 

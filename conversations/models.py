@@ -143,6 +143,9 @@ class Conversation(models.Model):
     top_p = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    # The child on screen at each fork, {"<parent id>" or "root": child id};
+    # a fork without an entry shows its newest child (conversations/history/tree.py).
+    current_children = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -183,6 +186,12 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # The message this one answers or follows: regenerating adds a sibling,
+    # editing adds a sibling of the user's message (a branch), continuing a cut
+    # reply adds a child of it. None: the conversation's first message(s).
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField(blank=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404
 
+from conversations.history.tree import Tree, Versions
 from conversations.models import Conversation, Message
 
 
@@ -26,21 +27,28 @@ def get_message_for_user(*, user, pk: int) -> Message:
     return message
 
 
-def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    return list(
-        conversation.messages.select_related("model", "usage").prefetch_related("attachments")
-    )
+def conversation_branch(
+    *, conversation: Conversation, limit: int | None = None
+) -> list[tuple[Message, Versions]]:
+    """The messages on screen (the current branch), each with its versions;
+    `limit`: the latest ones only."""
+    tree = Tree.of(conversation)
+    ids = tree.branch()
+    if limit is not None:
+        ids = ids[-limit:]
+    by_id = {m.pk: m for m in (
+        Message.objects.filter(conversation_id=conversation.pk, pk__in=ids)
+        .select_related("model", "usage").prefetch_related("attachments")
+    )}
+    return [(by_id[pk], tree.versions(pk)) for pk in ids if pk in by_id]
 
 
 def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
-    recent = (
-        Message.objects.for_user(user)
-        .filter(conversation_id=conversation_id)
-        .select_related("model", "usage")
-        .prefetch_related("attachments")
-        .order_by("-created_at", "-pk")[:limit]
-    )
-    return list(reversed(recent))
+    """The latest messages on screen, for a page that reconnects."""
+    conversation = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
+    if conversation is None:
+        return []
+    return [m for m, _ in conversation_branch(conversation=conversation, limit=limit)]
 
 
 def sidebar_conversations(*, user, limit: int = 100):

@@ -11,6 +11,9 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
+    path("m/<int:pk>/continue/", views.message_continue, name="message_continue"),
+    path("m/<int:pk>/edit/", views.message_edit, name="message_edit"),
+    path("m/<int:pk>/show/", views.message_show, name="message_show"),
     path("costs/", include("conversations.billing.urls")),
     path("files/", include("conversations.media.urls")),
 ]

@@ -15,11 +15,11 @@ from django_htmx.http import HttpResponseClientRedirect
 from conversations import services
 from conversations.errors import ServiceError
 from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
-from conversations.fragments import messages_upsert, render_message, upsert
+from conversations.fragments import message_list, messages_upsert, render_message, upsert
 from conversations.media.uploads import prepare_uploads
 from conversations.models import ChatModel, Conversation
 from conversations.selectors import (
-    conversation_messages,
+    conversation_branch,
     get_conversation_for_user,
     get_message_for_user,
     sidebar_conversations,
@@ -118,7 +118,8 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = _page_context(
         request,
         conversation=conversation,
-        messages=[render_message(m) for m in conversation_messages(conversation=conversation)],
+        messages=[render_message(m, versions=v)
+                  for m, v in conversation_branch(conversation=conversation)],
         settings_form=ConversationSettingsForm(instance=conversation),
         message_form=MessageForm(),
     )
@@ -198,14 +199,50 @@ def message_stop(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Retry a failed reply, or regenerate a finished one: a new version in its place."""
     message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.regenerate_reply, message=message)
+
+
+@login_required
+@require_POST
+def message_continue(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.continue_reply, message=message)
+
+
+@login_required
+@require_POST
+def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _composer_error(_form_errors(form))
+    return _change_branch(request, message, services.edit_message, message=message,
+                          text=form.cleaned_data["text"])
+
+
+@login_required
+@require_POST
+def message_show(request: HttpRequest, pk: int) -> HttpResponse:
+    """Switch to this version of a reply, or this branch of a question."""
+    message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.show_version, message=message)
+
+
+def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpResponse:
+    """Run a service that changes what the conversation shows, then show it all
+    again: messages of the branch left behind leave the page."""
     try:
-        reply = services.retry_reply(message=message)
+        service(**arguments)
     except ServiceError as exc:
         return _composer_error(exc.message)
     if not request.htmx:
-        return redirect("conversation", pk=message.conversation_id)
-    return HttpResponse(messages_upsert([reply]))
+        return redirect("conversation", pk=shown.conversation_id)
+    branch = conversation_branch(conversation=shown.conversation)
+    return HttpResponse(
+        message_list(branch) + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308
+    )
 
 
 @login_required

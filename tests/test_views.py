@@ -55,18 +55,19 @@ def conversation(alice, model) -> Conversation:
 
 @pytest.fixture
 def failed_reply(conversation) -> Message:
-    Message.objects.create(conversation=conversation, role="user", text="Hi")
+    question = Message.objects.create(conversation=conversation, role="user", text="Hi")
     return Message.objects.create(
         conversation=conversation, role="assistant", status="failed", model=conversation.model,
-        error="The relay says your key has run out of quota.",
+        error="The relay says your key has run out of quota.", parent=question,
     )
 
 
 @pytest.fixture
 def pending_reply(conversation) -> Message:
-    Message.objects.create(conversation=conversation, role="user", text="Hi")
+    question = Message.objects.create(conversation=conversation, role="user", text="Hi")
     return Message.objects.create(
-        conversation=conversation, role="assistant", status="pending", model=conversation.model
+        conversation=conversation, role="assistant", status="pending", model=conversation.model,
+        parent=question,
     )
 
 
@@ -548,9 +549,11 @@ def test_the_sidebar_shows_newest_first_and_marks_the_current_one(as_alice, alic
 
 
 def test_a_conversation_page_shows_its_messages_as_stored(as_alice, failed_reply):
+    again = failed_reply.conversation.messages.create(role="user", text="Again",
+                                                      parent=failed_reply)
     failed_reply.conversation.messages.create(
         role="assistant", status="complete", text="# Heading\n\n<script>x()</script>",
-        model=failed_reply.model,
+        model=failed_reply.model, parent=again,
     )
 
     html = as_alice.get(
