@@ -54,3 +54,4 @@ class NewConversationForm(ConversationSettingsForm, MessageForm):
 
     class Meta(ConversationSettingsForm.Meta):
         pass
+

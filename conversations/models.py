@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.fields import EncryptedTextField
+from conversations.search_terms import index_text
 
 
 class Dialect(models.TextChoices):
@@ -208,6 +209,10 @@ class Message(models.Model):
     # belongs to a process that died.
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The text as search terms (search_terms.py), kept by save(); indexed by
+    # SQLite FTS5 or a PostgreSQL tsvector (migration 0005_history_search).
+    # A streaming reply's checkpoints do not touch it: a reply is found once saved.
+    search_text = models.TextField(blank=True, editable=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -224,6 +229,14 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "text" in update_fields:
+            self.search_text = index_text(self.text)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "search_text"}
+        super().save(*args, **kwargs)
 
     @property
     def is_in_flight(self) -> bool:

@@ -28,11 +28,14 @@ def get_message_for_user(*, user, pk: int) -> Message:
 
 
 def conversation_branch(
-    *, conversation: Conversation, limit: int | None = None
+    *, conversation: Conversation, limit: int | None = None, showing: int | None = None
 ) -> list[tuple[Message, Versions]]:
     """The messages on screen (the current branch), each with its versions;
-    `limit`: the latest ones only."""
+    `limit`: the latest ones only; `showing`: the branch through that message
+    instead (unsaved; an id not in this conversation is ignored)."""
     tree = Tree.of(conversation)
+    if showing is not None and showing in tree.parents:
+        tree.current = tree.choices_showing(showing)
     ids = tree.branch()
     if limit is not None:
         ids = ids[-limit:]

@@ -16,4 +16,5 @@ urlpatterns = [
     path("m/<int:pk>/show/", views.message_show, name="message_show"),
     path("costs/", include("conversations.billing.urls")),
     path("files/", include("conversations.media.urls")),
+    path("search/", include("conversations.history.urls")),
 ]

@@ -115,11 +115,14 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
+    # ?m=: opened at a message (a search result), on its branch, without saving a choice.
+    showing = request.GET.get("m", "")
+    branch = conversation_branch(conversation=conversation,
+                                 showing=int(showing) if showing.isdigit() else None)
     context = _page_context(
         request,
         conversation=conversation,
-        messages=[render_message(m, versions=v)
-                  for m, v in conversation_branch(conversation=conversation)],
+        messages=[render_message(m, versions=v) for m, v in branch],
         settings_form=ConversationSettingsForm(instance=conversation),
         message_form=MessageForm(),
     )

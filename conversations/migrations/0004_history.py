@@ -53,5 +53,10 @@ class Migration(migrations.Migration):
                 related_name="children", to="conversations.message",
             ),
         ),
+        migrations.AddField(
+            model_name="message",
+            name="search_text",
+            field=models.TextField(blank=True, editable=False),
+        ),
         migrations.RunPython(link_linear_conversations, migrations.RunPython.noop),
     ]

@@ -160,6 +160,11 @@
       if (text) { evt.preventDefault(); text.focus(); }
       return;
     }
+    if ((evt.ctrlKey || evt.metaKey) && !evt.shiftKey && (evt.key === "k" || evt.key === "K")) {
+      var search = byId("sidebar-search-box");
+      if (search) { evt.preventDefault(); search.focus(); search.select(); }
+      return;
+    }
     if ((evt.ctrlKey || evt.metaKey) && evt.shiftKey && (evt.key === "o" || evt.key === "O")) {
       evt.preventDefault();
       var newChat = byId("new-chat");
@@ -312,8 +317,21 @@
     }
   });
 
+  // Opened at a message (a search result): show it, and do not follow the bottom.
+  function openAtMessage() {
+    var match = /^#(message-\d+)$/.exec(window.location.hash);
+    var found = match && byId(match[1]);
+    if (!found) return false;
+    stickToBottom = false;
+    found.classList.add("found");
+    found.scrollIntoView({ block: "center" });
+    return true;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var atMessage = openAtMessage();
     afterContentChange();
+    if (atMessage) openAtMessage();
     autoGrow();
   });
 })();
