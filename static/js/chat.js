@@ -318,20 +318,22 @@
   });
 
   // Opened at a message (a search result): show it, and do not follow the bottom.
-  function openAtMessage() {
-    var match = /^#(message-\d+)$/.exec(window.location.hash);
-    var found = match && byId(match[1]);
-    if (!found) return false;
-    stickToBottom = false;
-    found.classList.add("found");
-    found.scrollIntoView({ block: "center" });
-    return true;
+  var foundMatch = /^#(message-\d+)$/.exec(window.location.hash);
+  var foundId = foundMatch ? foundMatch[1] : null;
+  function markFound() {
+    // Again after each swap: a reconnecting socket re-sends the latest messages.
+    var found = foundId && byId(foundId);
+    if (found) found.classList.add("found");
+    return found;
   }
+  document.addEventListener("htmx:oobAfterSwap", markFound);
+  document.addEventListener("htmx:wsAfterMessage", markFound);
 
   document.addEventListener("DOMContentLoaded", function () {
-    var atMessage = openAtMessage();
+    var found = markFound();
+    if (found) stickToBottom = false;
     afterContentChange();
-    if (atMessage) openAtMessage();
+    if (found) found.scrollIntoView({ block: "center" });
     autoGrow();
   });
 })();

@@ -63,3 +63,27 @@ def test_edit_an_earlier_message_see_the_branch_and_switch_back(page, live_app):
     expect(questions.first).to_contain_text("First question about apples")
     expect(questions.last).to_contain_text("Second question about pears")
     expect(questions.first.locator(".version-position")).to_have_text("1/2")
+
+
+def test_search_for_a_word_from_an_old_conversation_and_open_it_at_that_message(page, live_app):
+    sign_in(page, live_app)
+    old_url = start_chat(page, live_app, WORKING, "Tell me about flamingos 和智谱清言")
+    _wait_done(page)
+    start_chat(page, live_app, WORKING, "Something else entirely")
+    _wait_done(page)
+
+    page.keyboard.press("Control+k")
+    expect(page.locator("#sidebar-search-box")).to_be_focused()
+    page.keyboard.type("智谱")
+    page.keyboard.press("Enter")
+
+    hit = page.locator(".search-hit").filter(has_text="flamingos")
+    expect(hit.first).to_be_visible()
+    expect(hit.first.locator("mark").first).to_have_text("智谱")
+    hit.first.locator("a").click()
+
+    page.wait_for_url(old_url + "?m=*")
+    found = page.locator("article.message.found")
+    expect(found).to_have_count(1)
+    expect(found).to_contain_text("Tell me about flamingos")
+    expect(found).to_be_in_viewport()
