@@ -130,7 +130,12 @@ class ChatModel(models.Model):
 
 class ConversationQuerySet(models.QuerySet):
     def for_user(self, user):
-        return self.filter(owner=user)
+        """A person's conversations; a deleted one is gone for them (its row
+        stays so its costs stay in the totals)."""
+        return self.filter(owner=user, deleted_at__isnull=True)
+
+    def in_sidebar(self):
+        return self.filter(archived_at__isnull=True)
 
 
 class Conversation(models.Model):
@@ -147,6 +152,11 @@ class Conversation(models.Model):
     # The child on screen at each fork, {"<parent id>" or "root": child id};
     # a fork without an entry shows its newest child (conversations/history/tree.py).
     current_children = models.JSONField(default=dict, blank=True)
+    pinned = models.BooleanField(default=False)
+    # Hidden from the sidebar; still found by search and counted in costs.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Deleted by its owner: messages and files are gone, the row stays for its costs.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -154,7 +164,12 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent"),
+            # The sidebar's keyset pages: (updated_at, id) below the last one shown.
+            models.Index(fields=["owner", "-updated_at", "-id"], name="conv_owner_sidebar",
+                         condition=Q(archived_at__isnull=True, deleted_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return self.title or "New conversation"
@@ -292,7 +307,9 @@ class UsageQuerySet(models.QuerySet):
 class Usage(models.Model):
     """What one reply consumed and cost, frozen when the reply is saved."""
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="usage")
+    # Kept when its message is deleted (with its conversation): what was paid stays paid.
+    message = models.OneToOneField(Message, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="usage")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usages"
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
 from django.http import Http404
 
 from conversations.history.tree import Tree, Versions
@@ -54,5 +58,47 @@ def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
     return [m for m, _ in conversation_branch(conversation=conversation, limit=limit)]
 
 
-def sidebar_conversations(*, user, limit: int = 100):
-    return Conversation.objects.for_user(user).select_related("model")[:limit]
+SIDEBAR_PAGE = 50
+
+
+@dataclass
+class SidebarPage:
+    """One page of the sidebar, newest first; the first page starts with the pinned.
+    `next_cursor`: where the next page starts ("" at the end)."""
+
+    items: list[Conversation]
+    next_cursor: str = ""
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def sidebar_conversations(*, user, after: str = "", limit: int = SIDEBAR_PAGE) -> SidebarPage:
+    """Keyset pages (updated_at, id): page 100 reads what page 1 reads, through
+    the conv_owner_sidebar index, instead of skipping 5,000 rows."""
+    listed = Conversation.objects.for_user(user).in_sidebar().select_related("model")
+    pinned: list[Conversation] = []
+    unpinned = listed.filter(pinned=False)
+    position = _cursor(after)
+    if position is None:
+        pinned = list(listed.filter(pinned=True).order_by("-updated_at", "-pk"))
+    else:
+        when, pk = position
+        unpinned = unpinned.filter(Q(updated_at__lt=when) | Q(updated_at=when, pk__lt=pk))
+    page = list(unpinned.order_by("-updated_at", "-pk")[:limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    last = page[-1] if more else None
+    return SidebarPage(pinned + page,
+                       f"{last.updated_at.isoformat()}_{last.pk}" if last is not None else "")
+
+
+def _cursor(after: str) -> tuple[datetime, int] | None:
+    when, _, pk = after.rpartition("_")
+    try:
+        return datetime.fromisoformat(when), int(pk)
+    except ValueError:
+        return None

@@ -261,3 +261,37 @@ def request_stop(*, message: Message) -> bool:
             {"type": "generation.stop", "message_id": message.pk},
         )
     return True
+
+
+def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())[:TITLE_LENGTH * 2]
+    if not title:
+        raise ServiceError("A title cannot be empty.")
+    conversation.title = title
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def set_pinned(*, conversation: Conversation, pinned: bool) -> Conversation:
+    conversation.pinned = pinned
+    conversation.save(update_fields=["pinned"])
+    return conversation
+
+
+def set_archived(*, conversation: Conversation, archived: bool) -> Conversation:
+    """Archived: out of the sidebar, still found by search and counted in costs."""
+    conversation.archived_at = timezone.now() if archived else None
+    conversation.save(update_fields=["archived_at"])
+    return conversation
+
+
+def delete_conversation(*, conversation: Conversation) -> None:
+    """Its messages and files go (the files from storage once this commits);
+    its row and usage stay, so what it cost stays in every total
+    (billing's UsageDay and Usage point at the conversation, not its messages)."""
+    with transaction.atomic():
+        _lock_idle(conversation)
+        conversation.messages.all().delete()  # attachments cascade; media/uploads.py frees files
+        conversation.deleted_at = timezone.now()
+        conversation.current_children = {}
+        conversation.save(update_fields=["deleted_at", "current_children"])

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from conversations import services
 from conversations.errors import ServiceError
@@ -252,6 +252,56 @@ def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpRes
 @require_POST
 def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
-    conversation.delete()
+    try:
+        services.delete_conversation(conversation=conversation)
+    except ServiceError as exc:
+        return _composer_error(exc.message)
     url = reverse("home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    try:
+        services.rename_conversation(conversation=conversation,
+                                     title=request.POST.get("title", ""))
+    except ServiceError as exc:
+        return _composer_error(exc.message)
+    return _back_to(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_pin(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    services.set_pinned(conversation=conversation, pinned=request.POST.get("pinned") == "1")
+    return _back_to(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    services.set_archived(conversation=conversation,
+                          archived=request.POST.get("archived") == "1")
+    return _back_to(request, conversation)
+
+
+def _back_to(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """The page again: its heading and the sidebar both change."""
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+@require_GET
+def sidebar_more(request: HttpRequest) -> HttpResponse:
+    """The next page of the sidebar, asked for as the reader scrolls to its end."""
+    page = sidebar_conversations(user=request.user, after=request.GET.get("after", ""))
+    current = request.GET.get("current", "")
+    return render(request, "conversations/_sidebar_page.html", {
+        "conversations": page, "current": {"pk": int(current)} if current.isdigit() else None,
+    })

@@ -512,8 +512,11 @@ def test_delete_removes_the_conversation_and_goes_home(as_alice, failed_reply):
 
     assert response.status_code == 200
     assert response["HX-Redirect"] == reverse("home")
-    assert not Conversation.objects.filter(pk=conversation_pk).exists()
+    owner = failed_reply.conversation.owner
+    assert not Conversation.objects.for_user(owner).filter(pk=conversation_pk).exists()
     assert not Message.objects.filter(conversation_id=conversation_pk).exists()
+    gone = as_alice.get(reverse("conversation", kwargs={"pk": conversation_pk}))
+    assert gone.status_code == 404
 
 
 # -- pages ---------------------------------------------------------------------------------

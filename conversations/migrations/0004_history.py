@@ -58,5 +58,36 @@ class Migration(migrations.Migration):
             name="search_text",
             field=models.TextField(blank=True, editable=False),
         ),
+        migrations.AddField(
+            model_name="conversation",
+            name="pinned",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.AddField(
+            model_name="conversation",
+            name="archived_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="conversation",
+            name="deleted_at",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddIndex(
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("archived_at__isnull", True), ("deleted_at__isnull", True)),
+                fields=["owner", "-updated_at", "-id"], name="conv_owner_sidebar",
+            ),
+        ),
+        # A deleted conversation's costs stay: its usage rows outlive its messages.
+        migrations.AlterField(
+            model_name="usage",
+            name="message",
+            field=models.OneToOneField(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL,
+                related_name="usage", to="conversations.message",
+            ),
+        ),
         migrations.RunPython(link_linear_conversations, migrations.RunPython.noop),
     ]
