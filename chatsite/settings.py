@@ -215,6 +215,9 @@ MEDIA_LINK_MIN_BYTES = env_int("MEDIA_LINK_MIN_KB", 4096) * 1024
 MEDIA_LINK_TTL = env_int("MEDIA_LINK_TTL_S", 3600)
 # How many earlier turns' files are sent again with the conversation (0 = all).
 HISTORY_MAX_MEDIA_TURNS = env_int("HISTORY_MAX_MEDIA_TURNS", 0)
+# A cheap model's id (as a relay knows it) that names conversations after their
+# first reply; empty: a conversation keeps its first words as its title.
+TITLE_MODEL = env_str("TITLE_MODEL", "")
 
 LOGGING = {
     "version": 1,

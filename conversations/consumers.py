@@ -6,6 +6,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from conversations.events import (
+    ConversationRetitled,
     GenerationResync,
     MessagesCreated,
     ReplyFinished,
@@ -69,7 +70,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # Events this socket forwards: they carry their HTML (a frame, its blocks)
     # and touch no database.
-    _FORWARDED = frozenset({"reply.frame", "reply.finished", "messages.created"})
+    _FORWARDED = frozenset(
+        {"reply.frame", "reply.finished", "messages.created", "conversation.retitled"}
+    )
 
     async def dispatch(self, message) -> None:
         if message.get("type") in self._FORWARDED:
@@ -97,7 +100,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._forward(self._early.pop(0))
         self._live = True  # no await since the queue was seen empty
 
-    async def _forward(self, event: ReplyFrame | ReplyFinished | MessagesCreated) -> None:
+    async def _forward(
+        self, event: ReplyFrame | ReplyFinished | MessagesCreated | ConversationRetitled
+    ) -> None:
         html = frame_html(event) if event["type"] == "reply.frame" else event["html"]
         if html:
             await self.send(text_data=html)

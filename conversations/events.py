@@ -55,6 +55,13 @@ class MessagesCreated(TypedDict):
     html: str
 
 
+class ConversationRetitled(TypedDict):
+    """The conversation was named (titles.py): its heading and sidebar title, rendered once."""
+
+    type: Literal["conversation.retitled"]
+    html: str
+
+
 class GenerationStop(TypedDict):
     type: Literal["generation.stop"]
     message_id: int

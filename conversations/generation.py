@@ -26,7 +26,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from conversations import replies
+from conversations import replies, titles
 from conversations.events import Block, ReplyFrame, control_group, conversation_group, publish
 from conversations.fragments import messages_upsert, render_message, render_stored_messages, upsert
 from conversations.models import Message
@@ -316,6 +316,8 @@ class Generation:
         await publish(
             group, {"type": "reply.finished", "message_id": self.message_id, "html": html}
         )
+        if outcome.status == Message.Status.COMPLETE and self.job is not None:
+            titles.start_titling(self.job.conversation_id)  # its own task: never waited for
 
     async def _save(self, outcome: replies.ReplyOutcome) -> str:
         """Save the outcome; the reply as stored, rendered for the pages.

@@ -142,7 +142,14 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+    class TitleSource(models.TextChoices):
+        NONE = "", "not yet (or from before titles were generated)"
+        FIRST_WORDS = "first_words", "the first message's words"
+        MODEL = "model", "named by TITLE_MODEL"
+        USER = "user", "renamed by its owner"
+
     title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(max_length=16, choices=TitleSource.choices, blank=True)
     model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
     system_prompt = models.TextField(blank=True)
     temperature = models.FloatField(null=True, blank=True)

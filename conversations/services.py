@@ -95,7 +95,8 @@ def post_message(
         conversation.updated_at = now
         if not conversation.title:
             conversation.title = _title_from(text, files)
-            fields.append("title")
+            conversation.title_source = Conversation.TitleSource.FIRST_WORDS
+            fields += ["title", "title_source"]
         conversation.save(update_fields=fields)
         transaction.on_commit(lambda: _start(
             reply.pk, conversation_id=conversation.pk, shown=[user_message, reply]
@@ -268,7 +269,8 @@ def rename_conversation(*, conversation: Conversation, title: str) -> Conversati
     if not title:
         raise ServiceError("A title cannot be empty.")
     conversation.title = title
-    conversation.save(update_fields=["title"])
+    conversation.title_source = Conversation.TitleSource.USER  # never named again
+    conversation.save(update_fields=["title", "title_source"])
     return conversation
 
 

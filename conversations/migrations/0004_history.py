@@ -60,6 +60,16 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="conversation",
+            name="title_source",
+            field=models.CharField(
+                blank=True, max_length=16,
+                choices=[("", "not yet (or from before titles were generated)"),
+                         ("first_words", "the first message's words"),
+                         ("model", "named by TITLE_MODEL"), ("user", "renamed by its owner")],
+            ),
+        ),
+        migrations.AddField(
+            model_name="conversation",
             name="pinned",
             field=models.BooleanField(default=False),
         ),
