@@ -329,6 +329,8 @@ class Generation:
         text_html = [html for _, html in self.text.snapshot()]
         reasoning_html = [html for _, html in self.reasoning.snapshot()]
 
+        outcome.rendered = {"text": text_html, "reasoning": reasoning_html}
+
         def save() -> str:
             message = replies.finish_reply(
                 message_id=self.message_id, outcome=outcome, job=self.job

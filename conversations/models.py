@@ -235,6 +235,10 @@ class Message(models.Model):
     # SQLite FTS5 or a PostgreSQL tsvector (migration 0005_history_search).
     # A streaming reply's checkpoints do not touch it: a reply is found once saved.
     search_text = models.TextField(blank=True, editable=False)
+    # A finished reply's sanitised HTML blocks, {"text": [...], "reasoning": [...]}:
+    # a page shows them instead of rendering markdown on every visit. Cleared
+    # by save() whenever the text or reasoning is saved without them.
+    rendered = models.JSONField(null=True, blank=True, editable=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -254,10 +258,17 @@ class Message(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         update_fields = kwargs.get("update_fields")
+        extra = set()
         if update_fields is None or "text" in update_fields:
             self.search_text = index_text(self.text)
-            if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "search_text"}
+            extra.add("search_text")
+        if update_fields is not None and "rendered" not in update_fields and (
+            {"text", "reasoning"} & set(update_fields)
+        ):
+            self.rendered = None
+            extra.add("rendered")
+        if update_fields is not None and extra:
+            kwargs["update_fields"] = {*update_fields, *extra}
         super().save(*args, **kwargs)
 
     @property

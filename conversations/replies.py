@@ -139,6 +139,9 @@ class ReplyOutcome:
     error_status: int | None = None
     images: list[str] | None = None
     sent_media: bool = True  # False: the request carried no file, so none was dropped
+    # The blocks the stream rendered, {"text": [...], "reasoning": [...]}: kept
+    # with the reply so that pages need not render its markdown again.
+    rendered: dict | None = None
 
 
 def finish_reply(
@@ -181,10 +184,11 @@ def finish_reply(
         if usage is not None and sent is not None and message.model is not None:
             warnings.extend(silent_drop_warnings(sent=sent, usage=usage, model=message.model))
         message.warning = "\n".join(w for w in warnings if w)
+        message.rendered = outcome.rendered
         message.save(
             update_fields=[
                 "text", "reasoning", "status", "finish_reason", "error", "error_code",
-                "error_status", "warning", "updated_at", "completed_at",
+                "error_status", "warning", "updated_at", "completed_at", "rendered",
             ]
         )
     return message

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import Q
 from django.http import Http404
 
-from conversations.history.tree import Tree, Versions
+from conversations.history.tree import BranchWindow, Tree, Versions
 from conversations.models import Conversation, Message
 
 
@@ -48,6 +48,38 @@ def conversation_branch(
         .select_related("model", "usage").prefetch_related("attachments")
     )}
     return [(by_id[pk], tree.versions(pk)) for pk in ids if pk in by_id]
+
+
+# A conversation opens at its latest messages; earlier ones load as the reader scrolls up.
+WINDOW_MESSAGES = 40
+
+
+def branch_window(
+    *, conversation: Conversation, showing: int | None = None, before: int | None = None,
+    size: int = WINDOW_MESSAGES,
+) -> BranchWindow:
+    """`showing`: the branch through that message, opened a few messages above
+    it; `before`: the messages before that one (the next earlier page)."""
+    tree = Tree.of(conversation)
+    if showing is not None and showing not in tree.parents:
+        showing = None
+    if showing is not None:
+        tree.current = tree.choices_showing(showing)
+    ids = tree.branch()
+    end = ids.index(before) if before in ids else len(ids)
+    start = max(0, end - size)
+    if showing is not None and before is None and showing in ids:
+        start = min(start, max(0, ids.index(showing) - 3))
+    shown = ids[start:end]
+    by_id = {m.pk: m for m in (
+        Message.objects.filter(conversation_id=conversation.pk, pk__in=shown)
+        .select_related("model", "usage").prefetch_related("attachments")
+    )}
+    return BranchWindow(
+        conversation_id=conversation.pk,
+        items=[(by_id[pk], tree.versions(pk)) for pk in shown if pk in by_id],
+        earlier_than=shown[0] if start > 0 and shown else None, showing=showing,
+    )
 
 
 def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:

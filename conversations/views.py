@@ -15,11 +15,11 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from conversations import services
 from conversations.errors import ServiceError
 from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
-from conversations.fragments import message_list, messages_upsert, render_message, upsert
+from conversations.fragments import message_list, messages_upsert, render_window, upsert
 from conversations.media.uploads import prepare_uploads
 from conversations.models import ChatModel, Conversation
 from conversations.selectors import (
-    conversation_branch,
+    branch_window,
     get_conversation_for_user,
     get_message_for_user,
     sidebar_conversations,
@@ -116,17 +116,31 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
     # ?m=: opened at a message (a search result), on its branch, without saving a choice.
-    showing = request.GET.get("m", "")
-    branch = conversation_branch(conversation=conversation,
-                                 showing=int(showing) if showing.isdigit() else None)
+    window = branch_window(conversation=conversation, showing=_int_param(request, "m"))
     context = _page_context(
         request,
         conversation=conversation,
-        messages=[render_message(m, versions=v) for m, v in branch],
+        messages=render_window(window),
+        has_messages=bool(window.items),
         settings_form=ConversationSettingsForm(instance=conversation),
         message_form=MessageForm(),
     )
     return render(request, "conversations/detail.html", context)
+
+
+@login_required
+@require_GET
+def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """The messages before ?before=, as the reader scrolls up to them."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk, with_model=False)
+    window = branch_window(conversation=conversation, showing=_int_param(request, "m"),
+                           before=_int_param(request, "before"))
+    return HttpResponse(render_window(window))
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
 
 
 @login_required
@@ -242,9 +256,9 @@ def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpRes
         return _composer_error(exc.message)
     if not request.htmx:
         return redirect("conversation", pk=shown.conversation_id)
-    branch = conversation_branch(conversation=shown.conversation)
+    window = branch_window(conversation=shown.conversation)
     return HttpResponse(
-        message_list(branch) + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308
+        message_list(window) + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308
     )
 
 

@@ -104,6 +104,18 @@ class Tree:
         return current
 
 
+@dataclass
+class BranchWindow:
+    """The latest messages of a branch (or those before `before`), with versions.
+    `earlier_than`: the first one's id when older ones exist; `showing`: the
+    message the window was opened at, if any (kept for the earlier pages)."""
+
+    conversation_id: int
+    items: list[tuple[Message, Versions]]
+    earlier_than: int | None = None
+    showing: int | None = None
+
+
 def branch_ids(conversation: Conversation) -> list[int]:
     return Tree.of(conversation).branch()
 

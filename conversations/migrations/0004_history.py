@@ -99,5 +99,10 @@ class Migration(migrations.Migration):
                 related_name="usage", to="conversations.message",
             ),
         ),
+        migrations.AddField(
+            model_name="message",
+            name="rendered",
+            field=models.JSONField(blank=True, editable=False, null=True),
+        ),
         migrations.RunPython(link_linear_conversations, migrations.RunPython.noop),
     ]
