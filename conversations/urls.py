@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from conversations import views
+from conversations.history import views as history_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +15,11 @@ urlpatterns = [
     path("c/<int:pk>/pin/", views.conversation_pin, name="conversation_pin"),
     path("c/<int:pk>/archive/", views.conversation_archive, name="conversation_archive"),
     path("sidebar/more/", views.sidebar_more, name="sidebar_more"),
+    path("c/<int:pk>/export.md", history_views.conversation_markdown,
+         name="conversation_markdown"),
+    path("c/<int:pk>/export.zip", history_views.conversation_zip, name="conversation_zip"),
+    path("export/", history_views.export_page, name="export"),
+    path("export/all.zip", history_views.all_zip, name="export_all"),
     path("m/<int:pk>/stop/", views.message_stop, name="message_stop"),
     path("m/<int:pk>/retry/", views.message_retry, name="message_retry"),
     path("m/<int:pk>/continue/", views.message_continue, name="message_continue"),

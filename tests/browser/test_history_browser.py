@@ -87,3 +87,19 @@ def test_search_for_a_word_from_an_old_conversation_and_open_it_at_that_message(
     expect(found).to_have_count(1)
     expect(found).to_contain_text("Tell me about flamingos")
     expect(found).to_be_in_viewport()
+
+
+def test_export_a_conversation_and_open_the_markdown(page, live_app):
+    sign_in(page, live_app)
+    start_chat(page, live_app, WORKING, "Export me please")
+    _wait_done(page)
+
+    page.locator("summary", has_text="Export").click()
+    with page.expect_download() as download_info:
+        page.locator("#export-markdown").click()
+
+    download = download_info.value
+    assert download.suggested_filename == "export-me-please.md"
+    text = open(download.path(), encoding="utf-8").read()
+    assert text.startswith("# Export me please")
+    assert "## You" in text and "Export me please" in text and END_OF_ANSWER in text
