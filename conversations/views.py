@@ -58,7 +58,7 @@ def _form_errors(form) -> str:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    latest = Conversation.objects.for_user(request.user).first()
+    latest = Conversation.objects.for_user(request.user).in_sidebar().first()
     if latest is not None:
         return redirect("conversation", pk=latest.pk)
     return redirect("conversation_new")
