@@ -149,10 +149,14 @@ def _note(attachment: Attachment, what: str) -> dict[str, Any]:
                     f"{what}]"}
 
 
-def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
+def request_sent(
+    *, reply: Message, relay: Relay | None, before_question: bool = False
+) -> SentRequest:
     """What the reply's request carried: its text as tokens, and the files sent.
 
     `relay` None (the reply lost its model): every file of the turns sent counts.
+    `before_question`: `reply` is the answer to a question not written yet (the
+    context meter), not the rest of the reply before it.
     """
     conversation = reply.conversation
     history = _history(conversation, reply)
@@ -171,6 +175,6 @@ def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
         for attachment in _attachments(message):
             if relay is None or not kind_refusal(kind=attachment.kind, model=model, relay=relay):
                 sent.media.append(SentMedia(attachment, expected_tokens(attachment)))
-    if _continues(history):
+    if _continues(history) and not before_question:
         sent.text_tokens += estimate_text_tokens(CONTINUE_INSTRUCTION)
     return sent

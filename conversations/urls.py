@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("c/new/", views.conversation_new, name="conversation_new"),
     path("c/<int:pk>/", views.conversation_detail, name="conversation"),
+    path("c/<int:pk>/context/", views.conversation_context, name="conversation_context"),
     path("c/<int:pk>/earlier/", views.conversation_earlier, name="conversation_earlier"),
     path("c/<int:pk>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<int:pk>/messages/", views.message_create, name="message_create"),

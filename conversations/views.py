@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from conversations import services
+from conversations.context import context_meter
 from conversations.errors import ServiceError
 from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
 from conversations.fragments import message_list, messages_upsert, render_window, upsert
@@ -122,10 +123,21 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         conversation=conversation,
         messages=render_window(window),
         has_messages=bool(window.items),
+        meter=context_meter(conversation=conversation),
         settings_form=ConversationSettingsForm(instance=conversation),
         message_form=MessageForm(),
     )
     return render(request, "conversations/detail.html", context)
+
+
+@login_required
+@require_GET
+def conversation_context(request: HttpRequest, pk: int) -> HttpResponse:
+    """The meter under the composer, refreshed after each reply."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    return render(request, "conversations/_context_meter.html", {
+        "conversation": conversation, "meter": context_meter(conversation=conversation),
+    })
 
 
 @login_required
