@@ -292,7 +292,12 @@ def delete_conversation(*, conversation: Conversation) -> None:
     its row and usage stay, so what it cost stays in every total
     (billing's UsageDay and Usage point at the conversation, not its messages)."""
     with transaction.atomic():
-        _lock_idle(conversation)
+        try:
+            _lock_idle(conversation)
+        except ServiceError as busy:
+            raise ServiceError(
+                "Stop the reply being written before deleting this conversation."
+            ) from busy
         conversation.messages.all().delete()  # attachments cascade; media/uploads.py frees files
         conversation.deleted_at = timezone.now()
         conversation.current_children = {}

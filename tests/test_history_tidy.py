@@ -192,3 +192,17 @@ def test_delete_removes_messages_and_files_from_storage_and_keeps_the_costs(
     assert conversation.total_cost == Decimal("0.002") and conversation.deleted_at is not None
     costs = _client(alice).get(reverse("costs")).content.decode()
     assert "0.002" in costs
+
+
+def test_a_conversation_with_a_reply_being_written_is_not_deleted_and_says_why(alice, model):
+    conversation = make_conversation(alice, model, title="Busy")
+    question = Message.objects.create(conversation=conversation, role="user", text="Hi")
+    Message.objects.create(conversation=conversation, role="assistant", status="streaming",
+                           parent=question, model=model)
+
+    response = _client(alice).post(reverse("conversation_delete", args=[conversation.pk]),
+                                   **HTMX)
+
+    assert response.status_code == 422
+    assert "Stop the reply being written before deleting" in response.content.decode()
+    assert conversation.messages.count() == 2
