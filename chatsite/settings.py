@@ -307,6 +307,12 @@ MEDIA_LINK_MIN_BYTES = env_int("MEDIA_LINK_MIN_KB", 4096) * 1024
 MEDIA_LINK_TTL = env_int("MEDIA_LINK_TTL_S", 3600)
 # How many earlier turns' files are sent again with the conversation (0 = all).
 HISTORY_MAX_MEDIA_TURNS = env_int("HISTORY_MAX_MEDIA_TURNS", 0)
+# A cheap model's id (as a relay knows it) that names conversations after their
+# first reply; empty: a conversation keeps its first words as its title.
+TITLE_MODEL = env_str("TITLE_MODEL", "")
+# A model's context window in tokens, for the meter under the composer, until
+# the relays' capability catalogue says it per model.
+CONTEXT_WINDOW_TOKENS = env_int("CONTEXT_WINDOW_TOKENS", 128_000)
 
 LOGGING = {
     "version": 1,

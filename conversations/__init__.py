@@ -5,5 +5,6 @@ steps), selectors (reads), prompt (history → request), generation (the
 streaming task), events (typed channel-layer messages), consumers/routing
 (the WebSocket), views/urls/forms, fragments/rendering (HTML), lifespan.
 Ground floor: errors.py, tokens.py. Rooms: relays/, media/, billing/,
-infra/, accounts/; simulator/ is a development tool that production code never imports.
+infra/, accounts/, history/ (versions, branches, search, exports); simulator/ is a
+development tool that production code never imports.
 """

@@ -9,6 +9,7 @@ from conversations.events import (
     CONVERSATION_TYPES,
     AccountClosed,
     ConversationEvent,
+    ConversationRetitled,
     GenerationResync,
     MessagesCreated,
     ReplyFinished,
@@ -106,6 +107,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._send_html(event["html"])
 
     async def messages_created(self, event: MessagesCreated) -> None:
+        await self._send_html(event["html"])
+
+    async def conversation_retitled(self, event: ConversationRetitled) -> None:
         await self._send_html(event["html"])
 
     async def account_closed(self, event: AccountClosed) -> None:

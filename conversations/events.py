@@ -71,6 +71,13 @@ class MessagesCreated(TypedDict):
     html: str
 
 
+class ConversationRetitled(TypedDict):
+    """The conversation was named (titles.py): its heading and sidebar title, rendered once."""
+
+    type: Literal["conversation.retitled"]
+    html: str
+
+
 class GenerationStop(TypedDict):
     type: Literal["generation.stop"]
     message_id: int
@@ -98,7 +105,7 @@ class GenerationRequest(TypedDict):
     announce: MessagesCreated | None
 
 
-ConversationEvent = ReplyFrame | ReplyFinished | MessagesCreated
+ConversationEvent = ReplyFrame | ReplyFinished | MessagesCreated | ConversationRetitled
 ControlEvent = GenerationStop | GenerationResync
 Event = ConversationEvent | ControlEvent | GenerationRequest | AccountClosed
 
@@ -107,7 +114,7 @@ def _types(*events: type) -> frozenset[str]:
     return frozenset(get_args(get_type_hints(e)["type"])[0] for e in events)
 
 
-CONVERSATION_TYPES = _types(ReplyFrame, ReplyFinished, MessagesCreated)
+CONVERSATION_TYPES = _types(ReplyFrame, ReplyFinished, MessagesCreated, ConversationRetitled)
 CONTROL_TYPES = _types(GenerationStop, GenerationResync)
 REQUEST_TYPES = _types(GenerationRequest)
 USER_TYPES = _types(AccountClosed)

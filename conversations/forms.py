@@ -63,3 +63,4 @@ class NewConversationForm(ConversationSettingsForm, MessageForm):
 
     class Meta(ConversationSettingsForm.Meta):
         pass
+

@@ -14,6 +14,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations.events import Block, ReplyFrame
+from conversations.history.tree import BranchWindow, Versions, versions_of
 from conversations.models import Message
 from conversations.rendering import render_markdown
 
@@ -48,35 +49,74 @@ def upsert(container_id: str, inner_html: str) -> SafeString:
 
 def message_context(
     message: Message, *, text_html: list[str] | None = None,
-    reasoning_html: list[str] | None = None,
+    reasoning_html: list[str] | None = None, versions: Versions | None = None,
 ) -> dict:
     """`text_html`/`reasoning_html`: the blocks already rendered (by the
-    generation that streamed them), instead of rendering the text again."""
+    generation that streamed them), instead of rendering the text again.
+    `versions`: where the message stands among its versions, if known (a page
+    reads them for every message at once); else read from its siblings."""
+    cached = message.rendered if not message.is_in_flight else None
+    if message.role != Message.Role.ASSISTANT:
+        text_html = reasoning_html = []  # a person's words are shown as typed, escaped
     if text_html is None:
-        text_html = render_markdown(message.text) if message.role == "assistant" else []
+        text_html = cached["text"] if cached else render_markdown(message.text)
     if reasoning_html is None:
-        reasoning_html = render_markdown(message.reasoning)
+        reasoning_html = cached["reasoning"] if cached else render_markdown(message.reasoning)
     return {
         "message": message,
+        "versions": versions if versions is not None else versions_of(message),
         "text_blocks": render_blocks(message.pk, "text", enumerate(text_html)),
         "reasoning_blocks": render_blocks(message.pk, "reasoning", enumerate(reasoning_html)),
     }
 
 
-def render_message(message: Message, **rendered: list[str] | None) -> SafeString:
+def render_message(
+    message: Message, *, versions: Versions | None = None, **rendered: list[str] | None
+) -> SafeString:
     """The message's partial. Kept on the instance for as long as the message is
     unchanged: a post renders its two new messages once, for the other tabs and
     for its own response (each render is a few milliseconds of every post)."""
+    cacheable = not rendered and versions is None
     key = (message.status, message.updated_at, len(message.text), len(message.reasoning))
     cached = message.__dict__.get("_rendered")
-    if not rendered and cached is not None and cached[0] == key:
+    if cacheable and cached is not None and cached[0] == key:
         return cached[1]
     html = mark_safe(  # noqa: S308 - a Django template render, escaped as usual
-        render_to_string("conversations/_message.html", message_context(message, **rendered))
+        render_to_string("conversations/_message.html",
+                         message_context(message, versions=versions, **rendered))
     )
-    if not rendered:
+    if cacheable:
         message.__dict__["_rendered"] = (key, html)
     return html
+
+
+def render_window(window: BranchWindow) -> SafeString:
+    """A window of the branch on screen: a marker that loads the earlier
+    messages when scrolled to, then the messages.
+
+    Finished replies without their blocks kept (saved before they were, or
+    closed by another process) are rendered once here and kept, in one
+    statement, so the next visit renders no markdown at all.
+    """
+    unkept = [m for m, _ in window.items if m.role == Message.Role.ASSISTANT
+              and not m.is_in_flight and m.rendered is None]
+    for message in unkept:
+        message.rendered = {"text": render_markdown(message.text),
+                            "reasoning": render_markdown(message.reasoning)}
+    if unkept:
+        Message.objects.bulk_update(unkept, ["rendered"])
+    earlier = render_to_string("conversations/_earlier.html", {"window": window})
+    return mark_safe(  # noqa: S308 - rendered templates, escaped as usual
+        earlier + "".join(render_message(m, versions=v) for m, v in window.items)
+    )
+
+
+def message_list(window: BranchWindow) -> SafeString:
+    """The messages on screen, replacing what the page shows: after a switch
+    of version or branch, messages leave the page too."""
+    return mark_safe(  # noqa: S308 - rendered messages, escaped as usual
+        f'<div hx-swap-oob="innerHTML:#message-list">{render_window(window)}</div>'
+    )
 
 
 def messages_upsert(messages: Iterable[Message]) -> SafeString:

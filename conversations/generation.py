@@ -28,7 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
-from conversations import replies
+from conversations import replies, titles
 from conversations.events import (
     GENERATION_REQUESTS,
     GenerationRequest,
@@ -353,6 +353,8 @@ class Generation:
             if await self._publish(group, finished):
                 break
             await asyncio.sleep(PUBLISH_RETRY_INTERVAL)
+        if outcome.status == Message.Status.COMPLETE and self.job is not None:
+            titles.start_titling(self.job.conversation_id)  # its own task: never waited for
 
     async def _save(self, outcome: replies.ReplyOutcome) -> str:
         """Save the outcome; the reply as stored, rendered for the pages.
@@ -363,6 +365,8 @@ class Generation:
         """
         text_html = [html for _, html in self.text.snapshot()]
         reasoning_html = [html for _, html in self.reasoning.snapshot()]
+
+        outcome.rendered = {"text": text_html, "reasoning": reasoning_html}
 
         def save() -> str:
             message = replies.finish_reply(

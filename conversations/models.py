@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.fields import EncryptedTextField
+from conversations.search_terms import index_text
 
 
 class Dialect(models.TextChoices):
@@ -164,14 +165,26 @@ class ChatModel(models.Model):
 
 class ConversationQuerySet(models.QuerySet):
     def for_user(self, user):
-        return self.filter(owner=user)
+        """A person's conversations; a deleted one is gone for them (its row
+        stays so its costs stay in the totals)."""
+        return self.filter(owner=user, deleted_at__isnull=True)
+
+    def in_sidebar(self):
+        return self.filter(archived_at__isnull=True)
 
 
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+    class TitleSource(models.TextChoices):
+        NONE = "", "not yet (or from before titles were generated)"
+        FIRST_WORDS = "first_words", "the first message's words"
+        MODEL = "model", "named by TITLE_MODEL"
+        USER = "user", "renamed by its owner"
+
     title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(max_length=16, choices=TitleSource.choices, blank=True)
     model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
     system_prompt = models.TextField(blank=True)
     temperature = models.FloatField(null=True, blank=True)
@@ -182,6 +195,14 @@ class Conversation(models.Model):
     image_aspect_ratio = models.CharField(max_length=8, default="1:1")
     image_size = models.CharField(max_length=4, default="1K")
     total_cost = models.DecimalField(max_digits=20, decimal_places=10, default=Decimal("0"))
+    # The child on screen at each fork, {"<parent id>" or "root": child id};
+    # a fork without an entry shows its newest child (conversations/history/tree.py).
+    current_children = models.JSONField(default=dict, blank=True)
+    pinned = models.BooleanField(default=False)
+    # Hidden from the sidebar; still found by search and counted in costs.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Deleted by its owner: messages and files are gone, the row stays for its costs.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -189,7 +210,12 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent"),
+            # The sidebar's keyset pages: (updated_at, id) below the last one shown.
+            models.Index(fields=["owner", "-updated_at", "-id"], name="conv_owner_sidebar",
+                         condition=Q(archived_at__isnull=True, deleted_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return self.title or "New conversation"
@@ -223,6 +249,12 @@ class Message(models.Model):
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )
+    # The message this one answers or follows: regenerating adds a sibling,
+    # editing adds a sibling of the user's message (a branch), continuing a cut
+    # reply adds a child of it. None: the conversation's first message(s).
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
@@ -247,6 +279,14 @@ class Message(models.Model):
     # belongs to a process that died.
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The text as search terms (search_terms.py), kept by save(); indexed by
+    # SQLite FTS5 or a PostgreSQL tsvector (migration 0005_history_search).
+    # A streaming reply's checkpoints do not touch it: a reply is found once saved.
+    search_text = models.TextField(blank=True, editable=False)
+    # A finished reply's sanitised HTML blocks, {"text": [...], "reasoning": [...]}:
+    # a page shows them instead of rendering markdown on every visit. Cleared
+    # by save() whenever the text or reasoning is saved without them.
+    rendered = models.JSONField(null=True, blank=True, editable=False)
 
     objects = MessageQuerySet.as_manager()
 
@@ -266,6 +306,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        extra = set()
+        if update_fields is None or "text" in update_fields:
+            self.search_text = index_text(self.text)
+            extra.add("search_text")
+        if update_fields is not None and "rendered" not in update_fields and (
+            {"text", "reasoning"} & set(update_fields)
+        ):
+            self.rendered = None
+            extra.add("rendered")
+        if update_fields is not None and extra:
+            kwargs["update_fields"] = {*update_fields, *extra}
+        super().save(*args, **kwargs)
 
     @property
     def is_in_flight(self) -> bool:
@@ -326,7 +381,9 @@ class UsageQuerySet(models.QuerySet):
 class Usage(models.Model):
     """What one reply consumed and cost, frozen when the reply is saved."""
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="usage")
+    # Kept when its message is deleted (with its conversation): what was paid stays paid.
+    message = models.OneToOneField(Message, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="usage")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usages"
     )

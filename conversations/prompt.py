@@ -1,13 +1,13 @@
 """A conversation's history → the `messages` of a chat-completions request.
 
-The history is the conversation's messages before the reply, each user turn
-with its files (spelled for the relay's dialect by relays/dialects.py), each
-answer the user saw as an assistant turn. A picture a model made goes back
-only as an image part of the user turn that edits it (`Message.edit_source`),
-under the same HISTORY_MAX_MEDIA_TURNS cap as uploads; an answer's text
-carries a short "[picture N]" in its place, never base64 (PROTOCOL.md §7).
-`request_sent` walks the same history to say what a request carried, for the usage estimate and the
-dropped-media check.
+The history is the branch the reply is on, up to the reply (history/tree.py):
+each user turn with its files (spelled for the relay's dialect by
+relays/dialects.py), each answer the user saw as an assistant turn. A
+picture a model made goes back only as an image part of the user turn that
+edits it (`Message.edit_source`), under the same HISTORY_MAX_MEDIA_TURNS cap
+as uploads; an answer's text carries a short "[picture N]" in its place,
+never base64 (PROTOCOL.md §7). `request_sent` walks the same history to say
+what a request carried, for the usage estimate and the dropped-media check.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from django.db.models import Prefetch
 
 from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
+from conversations.history.tree import history_ids
 from conversations.models import Attachment, ChatModel, Conversation, Message, Relay
 from conversations.relays.dialects import media_part
 from conversations.tokens import (
@@ -43,6 +44,14 @@ def replayed_text(text: str) -> str:
     return _DATA_URI.sub("[a picture]", text)
 
 
+# Sent after a reply cut at the length limit when the user asks for the rest.
+# A user turn rather than a trailing assistant one: only some models take an
+# assistant "prefill", every OpenAI-compatible relay takes this.
+CONTINUE_INSTRUCTION = (
+    "Continue exactly where your previous message stopped, without repeating any of it."
+)
+
+
 def build_messages(
     *, conversation: Conversation, reply: Message, relay: Relay
 ) -> list[dict[str, Any]]:
@@ -61,22 +70,33 @@ def build_messages(
             )
             messages.append({"role": "user", "content": content})
         elif message.status in REPLAYED_STATUSES and message.text.strip():
-            messages.append({"role": "assistant", "content": replayed_text(message.text)})
+            if messages and messages[-1]["role"] == "assistant":
+                # A continuation: the model sees the cut reply and its rest as one answer.
+                messages[-1]["content"] += replayed_text(message.text)
+            else:
+                messages.append({"role": "assistant", "content": replayed_text(message.text)})
+    if _continues(history):
+        messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
     return messages
 
 
 def _history(conversation: Conversation, reply: Message) -> list[Message]:
-    return list(
-        conversation.messages.filter(created_at__lt=reply.created_at)
-        .exclude(pk=reply.pk)
+    ids = history_ids(reply)
+    by_id = {m.pk: m for m in (
+        conversation.messages.filter(pk__in=ids)
         # A plain list on each message, not the related manager's cache: that
         # cache is a queryset pointing back at its message, a reference cycle
         # per message that only the garbage collector frees (a pause felt by
         # every stream).
         .select_related("edit_source")
         .prefetch_related(Prefetch("attachments", to_attr="attachment_list"))
-        .order_by("created_at", "pk")
-    )
+    )}
+    return [by_id[pk] for pk in ids]
+
+
+def _continues(history: list[Message]) -> bool:
+    """The reply is the rest of a cut reply (a reply's child, not a question's)."""
+    return bool(history) and history[-1].role == Message.Role.ASSISTANT
 
 
 def _current_user_message(history: list[Message]) -> Message | None:
@@ -148,10 +168,14 @@ def _note(attachment: Attachment, what: str) -> dict[str, Any]:
                     f"{what}]"}
 
 
-def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
+def request_sent(
+    *, reply: Message, relay: Relay | None, before_question: bool = False
+) -> SentRequest:
     """What the reply's request carried: its text as tokens, and the files sent.
 
     `relay` None (the reply lost its model): every file of the turns sent counts.
+    `before_question`: `reply` is the answer to a question not written yet (the
+    context meter), not the rest of the reply before it.
     """
     conversation = reply.conversation
     history = _history(conversation, reply)
@@ -169,6 +193,8 @@ def request_sent(*, reply: Message, relay: Relay | None) -> SentRequest:
         for attachment in _attachments(message):
             if relay is None or not kind_refusal(kind=attachment.kind, model=model, relay=relay):
                 sent.media.append(SentMedia(attachment, expected_tokens(attachment)))
+    if _continues(history) and not before_question:
+        sent.text_tokens += estimate_text_tokens(CONTINUE_INSTRUCTION)
     return sent
 
 

@@ -147,6 +147,9 @@ class ReplyOutcome:
     images: list[Picture] | None = None  # decoded, not yet stored
     sent_media: bool = True  # False: the request carried no file, so none was dropped
     served_model: str = ""  # the answer's `model` field
+    # The blocks the stream rendered, {"text": [...], "reasoning": [...]}: kept
+    # with the reply so that pages need not render its markdown again.
+    rendered: dict | None = None
 
 
 def finish_reply(
@@ -199,11 +202,12 @@ def finish_reply(
             warnings.extend(silent_drop_warnings(sent=sent, usage=usage, model=message.model))
         warnings.append(note_served_model(message=message, served=outcome.served_model))
         message.warning = "\n".join(w for w in warnings if w)
+        message.rendered = outcome.rendered
         message.save(
             update_fields=[
                 "text", "reasoning", "status", "finish_reason", "error", "error_code",
                 "error_status", "warning", "updated_at", "completed_at", "served_model",
-                "model_substituted",
+                "model_substituted", "rendered",
             ]
         )
     return message

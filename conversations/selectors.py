@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
 from django.http import Http404
 
+from conversations.history.tree import BranchWindow, Tree, Versions
 from conversations.models import Conversation, Message
 
 
@@ -26,23 +31,106 @@ def get_message_for_user(*, user, pk: int) -> Message:
     return message
 
 
-def conversation_messages(*, conversation: Conversation) -> list[Message]:
-    return list(
-        conversation.messages.select_related("model", "usage", "edit_source")
-        .prefetch_related("attachments")
+def conversation_branch(
+    *, conversation: Conversation, limit: int | None = None, showing: int | None = None
+) -> list[tuple[Message, Versions]]:
+    """The messages on screen (the current branch), each with its versions;
+    `limit`: the latest ones only; `showing`: the branch through that message
+    instead (unsaved; an id not in this conversation is ignored)."""
+    tree = Tree.of(conversation)
+    if showing is not None and showing in tree.parents:
+        tree.current = tree.choices_showing(showing)
+    ids = tree.branch()
+    if limit is not None:
+        ids = ids[-limit:]
+    by_id = {m.pk: m for m in (
+        Message.objects.filter(conversation_id=conversation.pk, pk__in=ids)
+        .select_related("model", "usage", "edit_source").prefetch_related("attachments")
+    )}
+    return [(by_id[pk], tree.versions(pk)) for pk in ids if pk in by_id]
+
+
+# A conversation opens at its latest messages; earlier ones load as the reader scrolls up.
+WINDOW_MESSAGES = 40
+
+
+def branch_window(
+    *, conversation: Conversation, showing: int | None = None, before: int | None = None,
+    size: int = WINDOW_MESSAGES,
+) -> BranchWindow:
+    """`showing`: the branch through that message, opened a few messages above
+    it; `before`: the messages before that one (the next earlier page)."""
+    tree = Tree.of(conversation)
+    if showing is not None and showing not in tree.parents:
+        showing = None
+    if showing is not None:
+        tree.current = tree.choices_showing(showing)
+    ids = tree.branch()
+    end = ids.index(before) if before in ids else len(ids)
+    start = max(0, end - size)
+    if showing is not None and before is None and showing in ids:
+        start = min(start, max(0, ids.index(showing) - 3))
+    shown = ids[start:end]
+    by_id = {m.pk: m for m in (
+        Message.objects.filter(conversation_id=conversation.pk, pk__in=shown)
+        .select_related("model", "usage", "edit_source").prefetch_related("attachments")
+    )}
+    return BranchWindow(
+        conversation_id=conversation.pk,
+        items=[(by_id[pk], tree.versions(pk)) for pk in shown if pk in by_id],
+        earlier_than=shown[0] if start > 0 and shown else None, showing=showing,
     )
 
 
 def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
-    recent = (
-        Message.objects.for_user(user)
-        .filter(conversation_id=conversation_id)
-        .select_related("model", "usage", "edit_source")
-        .prefetch_related("attachments")
-        .order_by("-created_at", "-pk")[:limit]
-    )
-    return list(reversed(recent))
+    """The latest messages on screen, for a page that reconnects."""
+    conversation = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
+    if conversation is None:
+        return []
+    return [m for m, _ in conversation_branch(conversation=conversation, limit=limit)]
 
 
-def sidebar_conversations(*, user, limit: int = 100):
-    return Conversation.objects.for_user(user).select_related("model")[:limit]
+SIDEBAR_PAGE = 50
+
+
+@dataclass
+class SidebarPage:
+    """One page of the sidebar, newest first; the first page starts with the pinned.
+    `next_cursor`: where the next page starts ("" at the end)."""
+
+    items: list[Conversation]
+    next_cursor: str = ""
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def sidebar_conversations(*, user, after: str = "", limit: int = SIDEBAR_PAGE) -> SidebarPage:
+    """Keyset pages (updated_at, id): page 100 reads what page 1 reads, through
+    the conv_owner_sidebar index, instead of skipping 5,000 rows."""
+    listed = Conversation.objects.for_user(user).in_sidebar().select_related("model")
+    pinned: list[Conversation] = []
+    unpinned = listed.filter(pinned=False)
+    position = _cursor(after)
+    if position is None:
+        pinned = list(listed.filter(pinned=True).order_by("-updated_at", "-pk"))
+    else:
+        when, pk = position
+        unpinned = unpinned.filter(Q(updated_at__lt=when) | Q(updated_at=when, pk__lt=pk))
+    page = list(unpinned.order_by("-updated_at", "-pk")[:limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    last = page[-1] if more else None
+    return SidebarPage(pinned + page,
+                       f"{last.updated_at.isoformat()}_{last.pk}" if last is not None else "")
+
+
+def _cursor(after: str) -> tuple[datetime, int] | None:
+    when, _, pk = after.rpartition("_")
+    try:
+        return datetime.fromisoformat(when), int(pk)
+    except ValueError:
+        return None

@@ -5,6 +5,7 @@ reply's own steps are in replies.py.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES, kind_refusal
 from conversations.errors import ServiceError
 from conversations.events import control_group, conversation_group, publish
 from conversations.fragments import messages_upsert
+from conversations.history import tree
 from conversations.media.uploads import clean_name, prepare_uploads, store_attachments
 from conversations.models import Attachment, ChatModel, Conversation, Message
 
@@ -84,9 +86,7 @@ def post_message(
     files = files or []
     if not text and not files:
         raise ServiceError("Write a message or attach a file first.")
-    model = conversation.model
-    if model is None or not model.is_active:
-        raise ServiceError("Pick a model for this conversation first.")
+    model = _usable_model(conversation)
     if files:
         # Checked and converted (ffprobe, ffmpeg) before the transaction takes its locks.
         prepare_uploads(files=files, model=model)
@@ -99,15 +99,12 @@ def post_message(
                                       model=model, with_files=bool(files))
         user_message = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, text=text, created_at=now,
-            updated_at=now, edit_source=edit_source,
+            updated_at=now, parent_id=tree.leaf_id(conversation), edit_source=edit_source,
         )
         if files:
             store_attachments(message=user_message, owner=author, files=files)
-        reply = Message.objects.create(
-            conversation=conversation, role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING, model=model,
-            created_at=now + timedelta(microseconds=1), updated_at=now,
-        )
+        reply = _pending_reply(conversation, parent=user_message, model=model,
+                               created_at=now + timedelta(microseconds=1))
         fields = ["updated_at"]
         conversation.updated_at = now
         if aspect_ratio in ASPECT_RATIOS and aspect_ratio != conversation.image_aspect_ratio:
@@ -118,7 +115,8 @@ def post_message(
             fields.append("image_size")
         if not conversation.title:
             conversation.title = _title_from(text, files)
-            fields.append("title")
+            conversation.title_source = Conversation.TitleSource.FIRST_WORDS
+            fields += ["title", "title_source"]
         conversation.save(update_fields=fields)
         transaction.on_commit(lambda: _start(
             reply.pk, conversation_id=conversation.pk, shown=[user_message, reply]
@@ -149,28 +147,101 @@ def picture_to_edit(
     return pictures.filter(generated=True).order_by("-created_at", "-pk").first()
 
 
-def retry_reply(*, message: Message) -> Message:
-    """Answer the same question again after a failed, stopped or cut reply."""
+def regenerate_reply(*, message: Message) -> Message:
+    """A new version of a reply, in its place: the same question answered again
+    (Retry after a failure, Regenerate after a success). The old version is kept
+    and its cost stays counted; the new one is put on screen."""
     if message.role != Message.Role.ASSISTANT or message.is_in_flight:
         raise ServiceError("Only a finished reply can be retried.")
+    return _answer_again(message.conversation, parent_id=message.parent_id)
+
+
+def edit_message(*, message: Message, text: str) -> tuple[Message, Message]:
+    """Ask an earlier question differently: a new branch beside the old one,
+    with the same files, answered afresh. The old branch stays one click away."""
+    if message.role != Message.Role.USER:
+        raise ServiceError("Only your own messages can be edited.")
+    text = text.strip()
+    originals = list(message.attachments.all())
+    if not text and not originals:
+        raise ServiceError("Write a message or attach a file first.")
     conversation = message.conversation
-    model = conversation.model
-    if model is None:
-        raise ServiceError("Pick a model for this conversation first.")
+    model = _usable_model(conversation)
     with transaction.atomic():
         _lock_idle(conversation)
         check_budget(owner=conversation.owner)
         now = timezone.now()
-        reply = Message.objects.create(
-            conversation=conversation, role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING, model=model, created_at=now, updated_at=now,
+        edited = Message.objects.create(
+            conversation=conversation, role=Message.Role.USER, text=text,
+            parent_id=message.parent_id, created_at=now, updated_at=now,
         )
-        conversation.updated_at = now
-        conversation.save(update_fields=["updated_at"])
+        # The same stored files, not copies of their bytes (the storage keeps
+        # a file while any row names it: media/uploads.py).
+        for original in originals:
+            original.pk = None
+            original.uuid = uuid.uuid4()
+            original.message = edited
+            original.created_at = now
+        Attachment.objects.bulk_create(originals)
+        reply = _pending_reply(conversation, parent=edited, model=model,
+                               created_at=now + timedelta(microseconds=1))
+        _show(conversation, reply, now=now)
+        transaction.on_commit(lambda: _start(
+            reply.pk, conversation_id=conversation.pk, shown=[edited, reply]
+        ))
+    return edited, reply
+
+
+def continue_reply(*, message: Message) -> Message:
+    """The rest of a reply that stopped at the length limit, as its continuation."""
+    if message.role != Message.Role.ASSISTANT or message.finish_reason != "length":
+        raise ServiceError("Only a reply cut at the length limit can be continued.")
+    if message.is_in_flight:
+        raise ServiceError("Wait for this reply to finish first.")
+    return _answer_again(message.conversation, parent_id=message.pk)
+
+
+def show_version(*, message: Message) -> None:
+    """Put this version (of a reply, or branch of a question) on screen."""
+    conversation = message.conversation
+    conversation.current_children = tree.Tree.of(conversation).choices_showing(message.pk)
+    conversation.save(update_fields=["current_children"])
+
+
+def _answer_again(conversation: Conversation, *, parent_id: int | None) -> Message:
+    model = _usable_model(conversation)
+    with transaction.atomic():
+        _lock_idle(conversation)
+        check_budget(owner=conversation.owner)
+        now = timezone.now()
+        reply = _pending_reply(conversation, parent_id=parent_id, model=model, created_at=now)
+        _show(conversation, reply, now=now)
         transaction.on_commit(
             lambda: _start(reply.pk, conversation_id=conversation.pk, shown=[reply])
         )
     return reply
+
+
+def _usable_model(conversation: Conversation) -> ChatModel:
+    model = conversation.model
+    if model is None or not model.is_active:
+        raise ServiceError("Pick a model for this conversation first.")
+    return model
+
+
+def _pending_reply(conversation: Conversation, *, model: ChatModel, created_at,
+                   parent: Message | None = None, parent_id: int | None = None) -> Message:
+    return Message.objects.create(
+        conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.PENDING,
+        model=model, parent_id=parent.pk if parent is not None else parent_id,
+        created_at=created_at, updated_at=created_at,
+    )
+
+
+def _show(conversation: Conversation, message: Message, *, now) -> None:
+    conversation.current_children = tree.Tree.of(conversation).choices_showing(message.pk)
+    conversation.updated_at = now
+    conversation.save(update_fields=["current_children", "updated_at"])
 
 
 def _lock_idle(conversation: Conversation) -> None:
@@ -234,3 +305,43 @@ def request_stop(*, message: Message) -> bool:
             {"type": "generation.stop", "message_id": message.pk},
         )
     return True
+
+
+def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())[:TITLE_LENGTH * 2]
+    if not title:
+        raise ServiceError("A title cannot be empty.")
+    conversation.title = title
+    conversation.title_source = Conversation.TitleSource.USER  # never named again
+    conversation.save(update_fields=["title", "title_source"])
+    return conversation
+
+
+def set_pinned(*, conversation: Conversation, pinned: bool) -> Conversation:
+    conversation.pinned = pinned
+    conversation.save(update_fields=["pinned"])
+    return conversation
+
+
+def set_archived(*, conversation: Conversation, archived: bool) -> Conversation:
+    """Archived: out of the sidebar, still found by search and counted in costs."""
+    conversation.archived_at = timezone.now() if archived else None
+    conversation.save(update_fields=["archived_at"])
+    return conversation
+
+
+def delete_conversation(*, conversation: Conversation) -> None:
+    """Its messages and files go (the files from storage once this commits);
+    its row and usage stay, so what it cost stays in every total
+    (billing's UsageDay and Usage point at the conversation, not its messages)."""
+    with transaction.atomic():
+        try:
+            _lock_idle(conversation)
+        except ServiceError as busy:
+            raise ServiceError(
+                "Stop the reply being written before deleting this conversation."
+            ) from busy
+        conversation.messages.all().delete()  # attachments cascade; media/uploads.py frees files
+        conversation.deleted_at = timezone.now()
+        conversation.current_children = {}
+        conversation.save(update_fields=["deleted_at", "current_children"])

@@ -15,16 +15,17 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from conversations import services
+from conversations.context import context_meter
 from conversations.errors import ServiceError
 from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
-from conversations.fragments import messages_upsert, render_message, upsert
+from conversations.fragments import message_list, messages_upsert, render_window, upsert
 from conversations.media.uploads import prepare_uploads
 from conversations.models import ChatModel, Conversation
 from conversations.selectors import (
-    conversation_messages,
+    branch_window,
     get_conversation_for_user,
     get_message_for_user,
     sidebar_conversations,
@@ -89,7 +90,7 @@ def _form_errors(form) -> str:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    latest = Conversation.objects.for_user(request.user).first()
+    latest = Conversation.objects.for_user(request.user).in_sidebar().first()
     if latest is not None:
         return redirect("conversation", pk=latest.pk)
     return redirect("conversation_new")
@@ -148,14 +149,43 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
 @csp_update({"img-src": ["data:"]})  # pictures in the models' answers (rendering.py)
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
+    # ?m=: opened at a message (a search result), on its branch, without saving a choice.
+    window = branch_window(conversation=conversation, showing=_int_param(request, "m"))
     context = _page_context(
         request,
         conversation=conversation,
-        messages=[render_message(m) for m in conversation_messages(conversation=conversation)],
+        messages=render_window(window),
+        has_messages=bool(window.items),
+        meter=context_meter(conversation=conversation),
         settings_form=ConversationSettingsForm(instance=conversation),
         message_form=MessageForm(),
     )
     return render(request, "conversations/detail.html", context)
+
+
+@login_required
+@require_GET
+def conversation_context(request: HttpRequest, pk: int) -> HttpResponse:
+    """The meter under the composer, refreshed after each reply."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    return render(request, "conversations/_context_meter.html", {
+        "conversation": conversation, "meter": context_meter(conversation=conversation),
+    })
+
+
+@login_required
+@require_GET
+def conversation_earlier(request: HttpRequest, pk: int) -> HttpResponse:
+    """The messages before ?before=, as the reader scrolls up to them."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk, with_model=False)
+    window = branch_window(conversation=conversation, showing=_int_param(request, "m"),
+                           before=_int_param(request, "before"))
+    return HttpResponse(render_window(window))
+
+
+def _int_param(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() else None
 
 
 @login_required
@@ -229,20 +259,106 @@ def message_stop(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def message_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Retry a failed reply, or regenerate a finished one: a new version in its place."""
     message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.regenerate_reply, message=message)
+
+
+@login_required
+@require_POST
+def message_continue(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.continue_reply, message=message)
+
+
+@login_required
+@require_POST
+def message_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(user=request.user, pk=pk)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _composer_error(_form_errors(form))
+    return _change_branch(request, message, services.edit_message, message=message,
+                          text=form.cleaned_data["text"])
+
+
+@login_required
+@require_POST
+def message_show(request: HttpRequest, pk: int) -> HttpResponse:
+    """Switch to this version of a reply, or this branch of a question."""
+    message = get_message_for_user(user=request.user, pk=pk)
+    return _change_branch(request, message, services.show_version, message=message)
+
+
+def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpResponse:
+    """Run a service that changes what the conversation shows, then show it all
+    again: messages of the branch left behind leave the page."""
     try:
-        reply = services.retry_reply(message=message)
+        service(**arguments)
     except ServiceError as exc:
         return _composer_error(exc.message)
     if not request.htmx:
-        return redirect("conversation", pk=message.conversation_id)
-    return HttpResponse(messages_upsert([reply]))
+        return redirect("conversation", pk=shown.conversation_id)
+    window = branch_window(conversation=shown.conversation)
+    return HttpResponse(
+        message_list(window) + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308
+    )
 
 
 @login_required
 @require_POST
 def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
-    conversation.delete()
+    try:
+        services.delete_conversation(conversation=conversation)
+    except ServiceError as exc:
+        return _composer_error(exc.message)
     url = reverse("home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    try:
+        services.rename_conversation(conversation=conversation,
+                                     title=request.POST.get("title", ""))
+    except ServiceError as exc:
+        return _composer_error(exc.message)
+    return _back_to(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_pin(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    services.set_pinned(conversation=conversation, pinned=request.POST.get("pinned") == "1")
+    return _back_to(request, conversation)
+
+
+@login_required
+@require_POST
+def conversation_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    services.set_archived(conversation=conversation,
+                          archived=request.POST.get("archived") == "1")
+    return _back_to(request, conversation)
+
+
+def _back_to(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    """The page again: its heading and the sidebar both change."""
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect("conversation", pk=conversation.pk)
+
+
+@login_required
+@require_GET
+def sidebar_more(request: HttpRequest) -> HttpResponse:
+    """The next page of the sidebar, asked for as the reader scrolls to its end."""
+    page = sidebar_conversations(user=request.user, after=request.GET.get("after", ""))
+    current = request.GET.get("current", "")
+    return render(request, "conversations/_sidebar_page.html", {
+        "conversations": page, "current": {"pk": int(current)} if current.isdigit() else None,
+    })

@@ -578,7 +578,7 @@ async def test_a_relay_that_drops_media_silently_gets_a_visible_warning(simulato
     relay = conversation.model.relay
     relay.dialect = Dialect.IMAGE_URL_FOR_ALL
     await database_sync_to_async(relay.save)()
-    retry = await database_sync_to_async(services.retry_reply)(message=saved)
+    retry = await database_sync_to_async(services.regenerate_reply)(message=saved)
     again = await _generate(retry.pk)
     assert "I received 3 attachment(s)" in again.text
     assert again.warning == ""

@@ -42,9 +42,10 @@ SEED_001_USAGE = {
 def _reply(model, *, text="这段视频主要展示了以下内容", owner=None) -> Message:
     owner = owner or make_user(f"user-{uuid.uuid4().hex[:6]}")
     conversation = make_conversation(owner, model)
-    Message.objects.create(conversation=conversation, role="user", text="What is in this video?")
+    question = Message.objects.create(conversation=conversation, role="user",
+                                      text="What is in this video?")
     return Message.objects.create(conversation=conversation, role="assistant", text=text,
-                                  status="complete", model=model)
+                                  status="complete", model=model, parent=question)
 
 
 def _record(model, raw=SEED_001_USAGE, **kwargs) -> Usage:
@@ -273,7 +274,7 @@ def _reply_with_every_medium(model, owner) -> Message:
                                   file=f"attachments/{kind}", kind=kind, mime="x/y", size=1000,
                                   original_name=f"a.{kind}", **extra)
     return Message.objects.create(conversation=conversation, role="assistant", text="Seen.",
-                                  status="complete", model=model)
+                                  status="complete", model=model, parent=question)
 
 
 def test_an_estimate_counts_only_the_media_the_relays_dialect_could_send():
@@ -301,7 +302,7 @@ def test_a_relay_that_sends_no_usage_gets_an_estimate_from_text_and_media(tmp_pa
     image = "![generated](data:image/png;base64," + "A" * 40_000 + ")"
     reply = Message.objects.create(conversation=conversation, role="assistant",
                                    text="A cat and a song. " + image, status="complete",
-                                   model=model)
+                                   model=model, parent=question)
 
     usage = replies.record_usage(message=reply, raw=None)
 

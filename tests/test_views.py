@@ -55,18 +55,19 @@ def conversation(alice, model) -> Conversation:
 
 @pytest.fixture
 def failed_reply(conversation) -> Message:
-    Message.objects.create(conversation=conversation, role="user", text="Hi")
+    question = Message.objects.create(conversation=conversation, role="user", text="Hi")
     return Message.objects.create(
         conversation=conversation, role="assistant", status="failed", model=conversation.model,
-        error="The relay says your key has run out of quota.",
+        error="The relay says your key has run out of quota.", parent=question,
     )
 
 
 @pytest.fixture
 def pending_reply(conversation) -> Message:
-    Message.objects.create(conversation=conversation, role="user", text="Hi")
+    question = Message.objects.create(conversation=conversation, role="user", text="Hi")
     return Message.objects.create(
-        conversation=conversation, role="assistant", status="pending", model=conversation.model
+        conversation=conversation, role="assistant", status="pending", model=conversation.model,
+        parent=question,
     )
 
 
@@ -511,8 +512,11 @@ def test_delete_removes_the_conversation_and_goes_home(as_alice, failed_reply):
 
     assert response.status_code == 200
     assert response["HX-Redirect"] == reverse("home")
-    assert not Conversation.objects.filter(pk=conversation_pk).exists()
+    owner = failed_reply.conversation.owner
+    assert not Conversation.objects.for_user(owner).filter(pk=conversation_pk).exists()
     assert not Message.objects.filter(conversation_id=conversation_pk).exists()
+    gone = as_alice.get(reverse("conversation", kwargs={"pk": conversation_pk}))
+    assert gone.status_code == 404
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -548,9 +552,11 @@ def test_the_sidebar_shows_newest_first_and_marks_the_current_one(as_alice, alic
 
 
 def test_a_conversation_page_shows_its_messages_as_stored(as_alice, failed_reply):
+    again = failed_reply.conversation.messages.create(role="user", text="Again",
+                                                      parent=failed_reply)
     failed_reply.conversation.messages.create(
         role="assistant", status="complete", text="# Heading\n\n<script>x()</script>",
-        model=failed_reply.model,
+        model=failed_reply.model, parent=again,
     )
 
     html = as_alice.get(

@@ -101,7 +101,7 @@ def enforce_budget(*, owner: AbstractBaseUser) -> None:
     """Refuse a new message or retry once this month's budget is used up.
 
     Guarantee: call this inside the transaction that creates the pending
-    reply (services.post_message / retry_reply do). The user's Budget row is
+    reply (services.post_message / regenerate_reply do). The user's Budget row is
     locked with SELECT … FOR UPDATE (PostgreSQL; SQLite's IMMEDIATE
     transactions serialise writers outright), so the check and the insert
     of the pending reply are one step: a second request racing the first

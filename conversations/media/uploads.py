@@ -398,5 +398,6 @@ def _store(item: Prepared, *, message: Message, owner) -> Attachment:
 @receiver(post_delete, sender=Attachment, dispatch_uid="attachments-delete-stored-file")
 def _delete_stored_file(sender, instance: Attachment, **kwargs) -> None:
     name, storage = instance.file.name, instance.file.storage
-    if name:
+    # An edited question's copy shares its original's stored file.
+    if name and not Attachment.objects.filter(file=name).exists():
         transaction.on_commit(lambda: storage.delete(name))

@@ -196,6 +196,11 @@
       if (text) { evt.preventDefault(); text.focus(); }
       return;
     }
+    if ((evt.ctrlKey || evt.metaKey) && !evt.shiftKey && (evt.key === "k" || evt.key === "K")) {
+      var search = byId("sidebar-search-box");
+      if (search) { evt.preventDefault(); search.focus(); search.select(); }
+      return;
+    }
     if ((evt.ctrlKey || evt.metaKey) && evt.shiftKey && (evt.key === "o" || evt.key === "O")) {
       evt.preventDefault();
       var newChat = byId("new-chat");
@@ -383,8 +388,23 @@
     }
   });
 
+  // Opened at a message (a search result): show it, and do not follow the bottom.
+  var foundMatch = /^#(message-\d+)$/.exec(window.location.hash);
+  var foundId = foundMatch ? foundMatch[1] : null;
+  function markFound() {
+    // Again after each swap: a reconnecting socket re-sends the latest messages.
+    var found = foundId && byId(foundId);
+    if (found) found.classList.add("found");
+    return found;
+  }
+  document.addEventListener("htmx:oobAfterSwap", markFound);
+  document.addEventListener("htmx:wsAfterMessage", markFound);
+
   document.addEventListener("DOMContentLoaded", function () {
+    var found = markFound();
+    if (found) stickToBottom = false;
     afterContentChange();
+    if (found) found.scrollIntoView({ block: "center" });
     autoGrow();
   });
 })();

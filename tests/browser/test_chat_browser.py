@@ -192,15 +192,18 @@ def test_a_relay_error_reads_in_plain_words_and_retry_works_after_switching_mode
 
     retry.click()
 
+    # A new version in the failed reply's place, not another card under the question.
     new_reply = last_reply(page)
-    expect(page.locator("article.message-assistant")).to_have_count(2)
     expect(new_reply.locator("div.md[id$='-text']")).to_contain_text(
         END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    expect(page.locator("article.message-assistant")).to_have_count(1)
     expect(new_reply).to_have_attribute("data-status", "complete")
     expect(new_reply.locator(".who")).to_have_text(WORKING)
-    # The failure stays on record above the answer that worked.
-    expect(page.locator("article.message-assistant").first).to_contain_text(
-        "your key has run out of quota")
+    expect(new_reply.locator(".version-position")).to_have_text("2/2")
+    # The failure stays on record as the earlier version.
+    new_reply.get_by_role("button", name="Previous").click()
+    expect(last_reply(page)).to_contain_text("your key has run out of quota")
+    expect(last_reply(page).locator(".version-position")).to_have_text("1/2")
 
 
 def test_the_conversation_waits_in_the_sidebar_exactly_as_it_was(page, live_app):
