@@ -98,6 +98,11 @@ def test_the_simulated_relay_holds_the_key_and_each_process_reaches_its_own_moun
     assert on_second.base_url == "http://127.0.0.1:9000/simulator"
     assert on_first.api_key == on_second.api_key == setup.simulator_key()
     assert len(setup.simulator_key()) == 64
+    # A relay on one of the simulator's families keeps its path on any process.
+    family = Relay.objects.create(name="family", base_url="http://127.0.0.1:8000/simulator/newapi",
+                                  is_simulated=True)
+    with override_settings(SIMULATOR_URL="http://127.0.0.1:9000/simulator"):
+        assert setup.relay_target(family).base_url == "http://127.0.0.1:9000/simulator/newapi"
 
 
 def test_an_install_from_before_the_key_gets_it_on_the_next_start():

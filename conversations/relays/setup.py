@@ -114,8 +114,10 @@ def relay_target(relay: Relay) -> RelayTarget:
     themselves instead of all from whichever started last, with this install's key
     (also for simulated relays an admin adds)."""
     if relay.is_simulated and settings.SIMULATOR_URL:
-        return RelayTarget(base_url=settings.SIMULATOR_URL, api_key=simulator_key(),
-                           name=relay.name)
+        # A family of the simulator (…/simulator/newapi, /substitutes) keeps its path.
+        _, mount, family = relay.base_url.partition("/simulator")
+        return RelayTarget(base_url=settings.SIMULATOR_URL + (family if mount else ""),
+                           api_key=simulator_key(), name=relay.name)
     return RelayTarget(base_url=relay.base_url, api_key=relay.api_key or "", name=relay.name)
 
 

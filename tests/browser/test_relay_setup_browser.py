@@ -37,6 +37,8 @@ def test_staff_set_up_a_relay_that_drops_audio_and_a_user_then_sends_audio_that_
     page.get_by_label("Name").fill(RELAY)
     page.get_by_label("Base url").fill(f"{live_app.url}/simulator/newapi")
     page.get_by_label("Api key").fill("sk-staff-typed-key")
+    # The simulator answers only the app itself: a relay on it is marked simulated.
+    page.get_by_label("Is simulated").check()
     page.get_by_label("Dialect").select_option("media-url-parts")
     page.get_by_role("button", name="Save and continue editing").click()
     expect(page.locator("#relay-import")).to_be_visible()
