@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def main() -> None:
 
 
 def run_database(db: str, rows: int, repeat: int) -> dict:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings", "DEBUG": "false"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatsite.settings", "DEBUG": "false",
+           "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32)}
     env.pop("REDIS_URL", None)
     tmp = None
     if db == "sqlite":

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import statistics
@@ -108,7 +109,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
     sim_port, app_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
            "MEDIA_ROOT": str(workdir / "media"), "SIMULATOR_ENABLED": "false",
-           "DEBUG": "false", "LOG_LEVEL": "WARNING"}
+           "DEBUG": "false",
+           "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
+           "LOG_LEVEL": "WARNING"}
     for name in ("RELAY_BASE_URL", "REDIS_URL"):
         env.pop(name, None)
     db = workdir / "bench.sqlite3"

@@ -37,9 +37,10 @@ Send → first token is what a person feels: from the moment the POST is sent
 to the first token arriving on the page's WebSocket (the relay's own time to
 its first token, the bare baseline's, is printed beside it).
 
-Head-of-line: another user's conversation page of `--slow-messages` messages
-takes about two seconds to render; a cheap page (the new-chat page) is timed
-alone, then while that slow page is being served.
+Head-of-line: another user's first visit to a conversation of long replies
+(`--slow-messages`, about 20 KB of markdown each, rendered once and kept)
+takes about two seconds; a cheap page (the new-chat page) is timed alone,
+then while such a slow page is being served.
 
 Checks that every reply is complete and identical to what the simulator sent:
 the stamps received live, and the text stored in the database.
@@ -53,6 +54,7 @@ import json
 import os
 import random
 import re
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -102,7 +104,7 @@ class Stack:
     """The simulator and the app, each in its own process."""
 
     def __init__(self, rate: float, tokens: int, workdir: Path, paragraph: int, *,
-                 config: str = "embedded", workers: int = 2, slow_messages: int = 1500) -> None:
+                 config: str = "embedded", workers: int = 2, slow_messages: int = 40) -> None:
         self.workdir = workdir
         self.slow_messages = slow_messages
         self.config = config
@@ -117,6 +119,8 @@ class Stack:
             "MEDIA_ROOT": str(workdir / "media"),
             "SIMULATOR_ENABLED": "false",
             "DEBUG": "false",
+            # Every process of the run (seeding, server, worker) shares one key.
+            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
             "LOG_LEVEL": "WARNING",
         }
         for name in ("RELAY_BASE_URL", "REDIS_URL", "GENERATION_MODE", "SYNC_REQUEST_LIMIT"):
@@ -155,20 +159,30 @@ model = ChatModel.objects.create(relay=relay, model_id='{self.model_id}', displa
 Conversation.objects.bulk_create(
     [Conversation(owner=user, model=model, title=f'bench {{i}}') for i in range({conversations})])
 from conversations.models import Message
+def chain(conversation, texts):
+    # Messages of one branch: each the child of the one before (history/tree.py).
+    parent = None
+    for i, text in enumerate(texts):
+        parent = Message.objects.create(
+            conversation=conversation, role='user' if i % 2 == 0 else 'assistant',
+            status='complete', text=text, model=model, parent=parent)
 if {answered!r}:
+    questions = Message.objects.bulk_create([
+        Message(conversation=c, role='user', status='complete', text='A question?')
+        for c in Conversation.objects.filter(owner=user)])
     Message.objects.bulk_create([
-        Message(conversation=c, role=role, status='complete', model=model,
-                text='A question?' if role == 'user' else 'An **answer**, in markdown.')
-        for c in Conversation.objects.filter(owner=user) for role in ('user', 'assistant')])
-# Another user's long conversation: its page is the slow request of the head-of-line test.
+        Message(conversation_id=q.conversation_id, role='assistant', status='complete',
+                model=model, text='An **answer**, in markdown.', parent=q) for q in questions])
+# Another user's conversations, each opened once: a first visit renders the markdown
+# of its latest replies (about 20 KB each) and keeps it; that page is the slow request.
 slow = User.objects.create_user('slow', '', '{PASSWORD}')
-chat = Conversation.objects.create(owner=slow, model=model, title='a long one')
-body = chr(10).join(['A paragraph with **bold**, `code` and a [link](https://example.com).',
-                     '', '- one', '- two', '', '```python', 'print(1)', '```', '']) * 3
-Message.objects.bulk_create([
-    Message(conversation=chat, role='user' if i % 2 == 0 else 'assistant',
-            status='complete', text=body if i % 2 else 'question ' + str(i), model=model)
-    for i in range({self.slow_messages})])
+body = chr(10).join(['A paragraph with **bold**, `code` and a [link](https://example.com). ' * 3,
+                     '', '- one', '- two', '', '```python',
+                     *(['def f(x):', '    return x * 2  # doubled'] * 20), '```', '']) * 20
+for n in range(4):
+    chat = Conversation.objects.create(owner=slow, model=model, title=f'a long one {{n}}')
+    chain(chat, ['question ' + str(i) if i % 2 == 0 else body
+                 for i in range({self.slow_messages})])
 """)
         self.start_app()
 
@@ -364,17 +378,16 @@ async def head_of_line(stack: Stack) -> dict:
     """A cheap page's time alone, and while another user's slow page is served."""
     base = f"http://127.0.0.1:{stack.app_port}"
     cheap, slow = await sign_in(base), await sign_in(base, "slow")
-    slow_path = (await slow.get("/")).headers.get("location") or "/"
     page = (await slow.get("/c/new/")).text
-    match = re.search(r'href="/c/(\d+)/"', page)
-    slow_path = f"/c/{match.group(1)}/" if match else slow_path
+    slow_paths = sorted(set(re.findall(r'href="(/c/\d+/)"', page)))
+    assert len(slow_paths) == 4, slow_paths
     for _ in range(3):
         await timed_get(cheap, "/c/new/")  # warm
     alone = [await timed_get(cheap, "/c/new/") for _ in range(20)]
-    slow_alone = [await timed_get(slow, slow_path) for _ in range(2)]
+    slow_alone = [await timed_get(slow, path) for path in slow_paths[:2]]
     during: list[float] = []
-    for _ in range(2):
-        slow_task = asyncio.create_task(timed_get(slow, slow_path))
+    for path in slow_paths[2:]:
+        slow_task = asyncio.create_task(timed_get(slow, path))
         await asyncio.sleep(0.2)  # the slow page is being rendered
         while not slow_task.done():
             during.append(await timed_get(cheap, "/c/new/"))
@@ -383,8 +396,8 @@ async def head_of_line(stack: Stack) -> dict:
     await slow.aclose()
     figures = {"cheap_alone": statistics.median(alone), "slow_alone": statistics.median(slow_alone),
                "cheap_during_median": statistics.median(during), "cheap_during_max": max(during)}
-    print(f"\n== head-of-line: another user's page of {stack.slow_messages} messages takes "
-          f"{ms(figures['slow_alone']).strip()} ms alone")
+    print(f"\n== head-of-line: another user's first visit to a page of {stack.slow_messages} "
+          f"long messages takes {ms(figures['slow_alone']).strip()} ms alone")
     print(f"  the new-chat page alone           median {ms(figures['cheap_alone'])} ms")
     print(f"  while the slow page is served     median {ms(figures['cheap_during_median'])} ms,"
           f" max {ms(figures['cheap_during_max'])} ms ({len(during)} requests)")
@@ -492,8 +505,8 @@ def main() -> None:
                         help="seconds within which the burst's conversations all post")
     parser.add_argument("--solo-rounds", type=int, default=20,
                         help="sequential replies measured with 1 conversation")
-    parser.add_argument("--slow-messages", type=int, default=1500,
-                        help="messages on the slow page of the head-of-line test")
+    parser.add_argument("--slow-messages", type=int, default=40,
+                        help="messages of ~20 KB on the slow pages of the head-of-line test")
     args = parser.parse_args()
     most = max(args.concurrency)
     results: dict[str, dict] = {}

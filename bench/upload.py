@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -217,7 +218,9 @@ def main() -> None:
     sink_port, app_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
            "MEDIA_ROOT": str(workdir / "media"), "SIMULATOR_ENABLED": "false",
-           "DEBUG": "false", "LOG_LEVEL": "WARNING", "PUBLIC_BASE_URL": ""}
+           "DEBUG": "false",
+           "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
+           "LOG_LEVEL": "WARNING", "PUBLIC_BASE_URL": ""}
     for name in ("RELAY_BASE_URL", "REDIS_URL"):
         env.pop(name, None)
     processes: list[subprocess.Popen] = []
