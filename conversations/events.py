@@ -48,7 +48,6 @@ class ReplyFrame(TypedDict):
     text: list[Block]
     reasoning: list[Block]
     snapshot: bool  # True: every block so far (a reconnecting page's catch-up)
-    first: bool  # the reply's first frame: its page learns it is being written
 
 
 class ReplyFinished(TypedDict):

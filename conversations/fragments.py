@@ -8,6 +8,7 @@ frames idempotent: a page that reconnects can be sent the same blocks again.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from django.template.loader import render_to_string
 from django.utils.html import conditional_escape
@@ -138,9 +139,10 @@ def render_stored_messages(message_ids: Iterable[int]) -> str:
     return str(messages_upsert(messages)) if messages else ""
 
 
+@lru_cache(maxsize=4096)  # sent with every frame to every page: rendered once a reply
 def writing_badge(message_id: int) -> SafeString:
     """The "writing…" badge, replacing "waiting for the relay…" (the same partial
-    the page renders for a streaming reply); sent once per reply."""
+    the page renders for a streaming reply)."""
     return mark_safe(  # noqa: S308 - a template render, escaped as usual
         render_to_string("conversations/_writing_badge.html", {"message_id": message_id}))
 
@@ -148,8 +150,9 @@ def writing_badge(message_id: int) -> SafeString:
 def frame_html(frame: ReplyFrame) -> str:
     message_id = frame["message_id"]
     parts = []
-    if frame.get("first") or frame["snapshot"]:
-        parts.append(upsert(f"m{message_id}-head", writing_badge(message_id)))
+    # On every frame, not the first alone: the post's own response, rendered while
+    # the reply was pending, may land after the first frames and put the old badge back.
+    parts.append(upsert(f"m{message_id}-head", writing_badge(message_id)))
     if frame["reasoning"]:
         parts.append(
             upsert(f"m{message_id}-reasoning",

@@ -222,7 +222,6 @@ class Generation:
         self._done = False
         self._resync_channels: list[str] = []
         self._frames_lost = False  # a publish failed: the next frame carries every block
-        self._sent_first = False
         self._retry_at = 0.0
         self.streaming = False  # begun at the relay: its text is worth checkpointing
         self.job: replies.ReplyJob | None = None  # what begin_reply read, once begun
@@ -457,9 +456,7 @@ class Generation:
             "text": text,
             "reasoning": reasoning,
             "snapshot": lost,
-            "first": not self._sent_first,
         }
-        self._sent_first = True
         if not await self._publish(group, dict(frame)):
             self._dirty.set()  # try again at the next frame, with everything
 
@@ -490,7 +487,6 @@ class Generation:
             "text": self.text.snapshot(),
             "reasoning": self.reasoning.snapshot(),
             "snapshot": True,
-            "first": False,
         }
         await send_to_channel(channel, dict(frame))
 
