@@ -286,7 +286,9 @@ SIMULATOR_TOKEN_RATE = env_int("SIMULATOR_TOKEN_RATE", 40)
 STREAM_FRAME_INTERVAL = env_int("STREAM_FRAME_INTERVAL_MS", 50) / 1000
 STREAM_CHECKPOINT_INTERVAL = env_int("STREAM_CHECKPOINT_INTERVAL_MS", 1000) / 1000
 # A streaming reply whose checkpoint is older than this belongs to a dead process.
-STREAM_STALE_AFTER = env_int("STREAM_STALE_AFTER_S", 15)
+# Short, so that pages learn soon that a killed process's reply ended: a live
+# reply closed by mistake (its heartbeat held up) is saved as it really ended.
+STREAM_STALE_AFTER = env_int("STREAM_STALE_AFTER_S", 8)
 
 # Uploads (issue "Images, audio, video and PDFs").
 UPLOAD_LIMITS = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from conversations.billing.prices import price_usage
@@ -29,6 +29,8 @@ from conversations.relays.setup import relay_target
 from conversations.tokens import SentRequest
 
 logger = logging.getLogger(__name__)
+
+PENDING_STALE_AFTER = 60  # seconds
 
 # What a reply whose process died says, wherever it is noticed.
 DEAD_REPLY_ERROR = (
@@ -166,7 +168,7 @@ def finish_reply(
         if job is None:
             query = query.select_related("conversation", "model__relay")
         message = query.first()
-        if message is None or not message.is_in_flight:
+        if message is None or not (message.is_in_flight or _closed_by_a_sweep(message)):
             for picture in outcome.images or ():
                 picture.discard()
             return message  # already finished (e.g. stopped from a dead process's row)
@@ -253,6 +255,13 @@ def record_usage(
     return usage
 
 
+def _closed_by_a_sweep(message: Message) -> bool:
+    """Closed as dead by another process while its generation was in fact alive
+    (a database outage kept its heartbeat from landing): the generation, which
+    has every token, saves the reply as it really ended."""
+    return message.status == Message.Status.INTERRUPTED and message.error == DEAD_REPLY_ERROR
+
+
 def close_dead_replies(
     *, message_id: int | None = None, older_than: timedelta | None = None
 ) -> list[int]:
@@ -266,7 +275,12 @@ def close_dead_replies(
     if older_than is None:
         older_than = timedelta(seconds=settings.STREAM_STALE_AFTER)
     now = timezone.now()
-    stale = Message.objects.in_flight().filter(updated_at__lt=now - older_than)
+    # A reply still waiting to begin has no heartbeat yet: under a burst it may wait
+    # its turn for longer than a streaming one may be silent.
+    pending_older_than = max(older_than, timedelta(seconds=PENDING_STALE_AFTER))
+    stale = Message.objects.in_flight().filter(
+        Q(status=Message.Status.STREAMING, updated_at__lt=now - older_than)
+        | Q(status=Message.Status.PENDING, updated_at__lt=now - pending_older_than))
     if message_id is not None:
         stale = stale.filter(pk=message_id)
     with transaction.atomic():

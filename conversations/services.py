@@ -299,7 +299,10 @@ def request_stop(*, message: Message) -> bool:
     closed = Message.objects.filter(pk=message.pk, status=Message.Status.PENDING).update(
         status=Message.Status.CANCELLED, updated_at=now, completed_at=now
     )
-    if not closed and not replies.close_dead_replies(message_id=message.pk):
+    if not closed:
+        # Closed here if its process looks dead; told to stop all the same, in case
+        # it is alive after all (it then saves itself as cancelled, over the close).
+        replies.close_dead_replies(message_id=message.pk)
         async_to_sync(publish)(
             control_group(message.conversation_id),
             {"type": "generation.stop", "message_id": message.pk},

@@ -444,3 +444,42 @@ async def test_a_channel_layer_away_mid_reply_loses_no_text_and_pages_catch_up_a
         shown.update(dict(frame["text"]))
     assert [shown[i] for i in sorted(shown)] == render_markdown(stored.text)
     assert listener.events[-1]["type"] == "reply.finished"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_closed_as_dead_while_its_generation_lives_is_saved_as_it_really_ended(
+    simulator,
+):
+    """A database outage kept its heartbeat from landing and another process's
+    sweep closed it: the generation, which has every token, has the last word."""
+    conversation = _setup(simulator)
+    _, reply = _post(conversation)
+    job = replies.begin_reply(reply.pk)
+    assert replies.close_dead_replies(older_than=timedelta(0)) == [reply.pk]
+    assert Message.objects.get(pk=reply.pk).status == Message.Status.INTERRUPTED
+    saved = replies.finish_reply(message_id=reply.pk, job=job, outcome=replies.ReplyOutcome(
+        status=Message.Status.COMPLETE, text="The whole answer.", finish_reason="stop"))
+    stored = Message.objects.get(pk=reply.pk)
+    assert (stored.status, stored.text, stored.error) == (
+        Message.Status.COMPLETE, "The whole answer.", "")
+    assert saved.pk == reply.pk
+    # A reply a person stopped is not reopened: only a sweep's verdict gives way.
+    _, second = _post(conversation, "again")
+    replies.begin_reply(second.pk)
+    Message.objects.filter(pk=second.pk).update(status=Message.Status.CANCELLED)
+    replies.finish_reply(message_id=second.pk, outcome=replies.ReplyOutcome(
+        status=Message.Status.COMPLETE, text="late"))
+    assert Message.objects.get(pk=second.pk).status == Message.Status.CANCELLED
+
+
+@pytest.mark.django_db
+def test_a_reply_waiting_to_begin_is_not_taken_for_dead_as_soon_as_a_silent_stream():
+    conversation = make_conversation(make_user(), make_model(make_relay("http://127.0.0.1:9")))
+    waiting = Message.objects.create(conversation=conversation, role="assistant",
+                                     status=Message.Status.PENDING)
+    Message.objects.filter(pk=waiting.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=30))
+    assert replies.close_dead_replies() == []
+    Message.objects.filter(pk=waiting.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=replies.PENDING_STALE_AFTER + 1))
+    assert replies.close_dead_replies() == [waiting.pk]
