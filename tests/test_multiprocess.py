@@ -23,6 +23,7 @@ from tests.servers import (
     PrivateRedis,
     Server,
     listen,
+    manage,
     model_id,
     post,
     prepare_site,
@@ -212,3 +213,30 @@ def test_redis_away_mid_reply_the_reply_completes_and_the_other_process_catches_
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_page_on_another_process_learns_within_seconds_that_a_killed_process_reply_ended(
+        two_servers):
+    a, b = two_servers
+    manage(a.env, "shell", "-c",
+           "from conversations.models import ChatModel, Relay; ChatModel.objects.create("
+           "relay=Relay.objects.get(is_simulated=True), display_name='Long answer', "
+           "model_id='gemini-2.5-flash@tokens=600')")
+    on_a, on_b = sign_in(a.url), sign_in(b.url)
+    response = post(on_a, "/c/new/", {"model": model_id(on_a, "Long answer"),
+                                      "text": "a long one"})
+    conversation_id = re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1)
+    ws_url = f"ws://127.0.0.1:{b.port}/ws/conversations/{conversation_id}/"
+
+    async def watch() -> tuple[str, float]:
+        listener = asyncio.create_task(
+            listen(ws_url, on_b.cookies, "message-assistant status-interrupted", timeout=30))
+        await asyncio.sleep(2)  # streaming from A, shown on B
+        a.process.kill()
+        killed = time.monotonic()
+        received = await listener
+        return received, time.monotonic() - killed
+
+    received, took = asyncio.run(watch())
+    assert "status-interrupted" in received
+    assert took < 15, f"the page learned after {took:.1f} s"
