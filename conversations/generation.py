@@ -505,8 +505,6 @@ class Generation:
                         channel = await layer.new_channel()
                         await layer.group_add(group, channel)
                     message = await layer.receive(channel)
-                except asyncio.CancelledError:
-                    raise
                 except Exception:  # the channel layer is away: listen again when it is back
                     logger.info("reply %s: control channel lost; joining again",
                                 self.message_id, exc_info=True)

@@ -51,8 +51,6 @@ async def _take_requests() -> None:
     while True:
         try:
             request: GenerationRequest = await layer.receive(GENERATION_REQUESTS)
-        except asyncio.CancelledError:
-            raise
         except Exception:  # Redis away: the pending scan covers what is missed meanwhile
             logger.warning("reading generation requests failed; retrying", exc_info=True)
             await asyncio.sleep(1)

@@ -152,3 +152,26 @@ class PrivateRedis:
             self.process = None
 
 
+def serve_until_up(env: dict, port: int, log: Path | None = None) -> subprocess.Popen:
+    """`manage.py serve` (with its migrate and first-run set-up) on `port`, once it
+    answers; its output goes to `log`, or is read back when it fails."""
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log.open("w") if log else subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+
+    def output() -> str:
+        return log.read_text() if log else (process.stdout.read() if process.stdout else "")
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited:\n{output()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/login/", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"serve did not start:\n{output()}")

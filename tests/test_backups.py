@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.fixtures import media
+from tests.servers import serve_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct-horse-battery-staple"
@@ -55,22 +56,6 @@ def _manage(env, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         pytest.fail(f"manage.py {args[0]} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
-
-def _serve(env, port: int, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited:\n{log.read_text()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/login/", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"serve did not start:\n{log.read_text()}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -108,7 +93,7 @@ def test_a_backup_taken_while_the_server_writes_restores_everything_it_names(tmp
     _manage(env, "shell", "-v", "0", "-c", "from django.contrib.auth.models import User; "
             f"User.objects.create_user('alice', '', '{PASSWORD}')")
     port = free_port()
-    server = _serve(env, port, tmp_path / "server.log")
+    server = serve_until_up(env, port, tmp_path / "server.log")
     try:
         client = _sign_in(f"http://127.0.0.1:{port}")
         page = client.get("/c/new/").text
@@ -156,7 +141,7 @@ def test_a_backup_taken_while_the_server_writes_restores_everything_it_names(tmp
     assert state["attachments"][2:] == ["0"], state  # every file a row names is there
     assert state["same_bytes"] == ["True"] and state["key_readable"] == ["True"]
 
-    server = _serve(env, port, tmp_path / "server-after.log")
+    server = serve_until_up(env, port, tmp_path / "server-after.log")
     try:
         client = _sign_in(f"http://127.0.0.1:{port}")
         conversations = client.get("/c/new/").text

@@ -11,15 +11,13 @@ import secrets
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
 from django.test import override_settings
 
 from chatsite.asgi import INSECURE_START, application
 from tests.conftest import free_port
+from tests.servers import serve_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 # The production environment README.md's "Production" section documents.
@@ -90,23 +88,6 @@ def test_a_bare_production_start_without_a_key_exits_with_the_reason(tmp_path):
     assert "Refusing to start: SECRET_KEY is not set" in result.stdout + result.stderr
 
 
-def _serve_until_up(env: dict[str, str], port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited: {process.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/login/", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail("serve did not start")
-
 
 def _stop(process: subprocess.Popen) -> str:
     process.terminate()
@@ -122,11 +103,11 @@ def test_serve_on_a_fresh_machine_generates_a_key_beside_the_database_and_keeps_
     env = _env(tmp_path, DEBUG="false")
     key_file = tmp_path / "secret-key"
     port = free_port()
-    first = _stop(_serve_until_up(env, port))
+    first = _stop(serve_until_up(env, port))
     assert f"Generated a SECRET_KEY in {key_file}" in first
     key = key_file.read_text().strip()
     assert len(key) >= 50 and stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    second = _stop(_serve_until_up(env, port))
+    second = _stop(serve_until_up(env, port))
     assert "Generated a SECRET_KEY" not in second
     assert key_file.read_text().strip() == key
     # Every later command of the install reads the same key.

@@ -94,12 +94,6 @@ def create_simulated_models(*, relay: Relay) -> None:
         )
 
 
-def makes_pictures(model_id: str) -> bool:
-    """Gemini's image models say so in their ids (gemini-2.5-flash-image,
-    gemini-2.0-flash-exp-image-generation); the admin can correct any model."""
-    return "-image" in model_id.partition("@")[0]
-
-
 def _unique_relay_name(base: str) -> str:
     name, n = base, 1
     while Relay.objects.filter(name=name).exists():
