@@ -10,3 +10,7 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ReplyInFlight(ServiceError):
+    """Refused because a reply is still being written: out of date once it ends."""

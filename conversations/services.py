@@ -17,7 +17,7 @@ from django.utils import timezone
 from conversations import generation, replies
 from conversations.billing.budgets import enforce_budget
 from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES, kind_refusal
-from conversations.errors import ServiceError
+from conversations.errors import ReplyInFlight, ServiceError
 from conversations.events import control_group, conversation_group, publish
 from conversations.fragments import messages_upsert
 from conversations.history import tree
@@ -197,7 +197,7 @@ def continue_reply(*, message: Message) -> Message:
     if message.role != Message.Role.ASSISTANT or message.finish_reason != "length":
         raise ServiceError("Only a reply cut at the length limit can be continued.")
     if message.is_in_flight:
-        raise ServiceError("Wait for this reply to finish first.")
+        raise ReplyInFlight("Wait for this reply to finish first.")
     return _answer_again(message.conversation, parent_id=message.pk)
 
 
@@ -252,7 +252,7 @@ def _lock_idle(conversation: Conversation) -> None:
     """
     list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk"))
     if conversation.messages.in_flight().exists():
-        raise ServiceError("Wait for the current reply to finish, or stop it, before sending.")
+        raise ReplyInFlight("Wait for the current reply to finish, or stop it, before sending.")
 
 
 def check_budget(*, owner: AbstractBaseUser) -> None:

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 
 from conversations import services
 from conversations.context import context_meter
-from conversations.errors import ServiceError
+from conversations.errors import ReplyInFlight, ServiceError
 from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
 from conversations.fragments import message_list, messages_upsert, render_window, upsert
 from conversations.media.uploads import prepare_uploads
@@ -43,11 +43,19 @@ def _page_context(request: HttpRequest, **extra) -> dict:
     }
 
 
-def _composer_error(message: str) -> HttpResponse:
+def _composer_error(message: str, *, until_reply_ends: bool = False) -> HttpResponse:
+    """The error under the composer. `until_reply_ends`: the page removes it when
+    the reply in flight ends (static/js/chat.js); any other error stays."""
+    marker = mark_safe(" data-until-reply-ends" if until_reply_ends else "")  # noqa: S308
     html = upsert(
-        "composer-errors", format_html('<p id="composer-error" role="alert">{}</p>', message)
+        "composer-errors",
+        format_html('<p id="composer-error" role="alert"{}>{}</p>', marker, message),
     )
     return HttpResponse(html, status=UNPROCESSABLE)
+
+
+def _refused(exc: ServiceError) -> HttpResponse:
+    return _composer_error(exc.message, until_reply_ends=isinstance(exc, ReplyInFlight))
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -124,7 +132,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                 )
         except ServiceError as exc:
             if request.htmx:
-                return _composer_error(exc.message)
+                return _refused(exc)
             form.add_error(None, exc.message)
             return render(request, "conversations/new.html", _page_context(request, form=form),
                           status=UNPROCESSABLE)
@@ -221,7 +229,7 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
             image_size=data["image_size"], edit_picture=data["edit_picture"],
         )
     except ServiceError as exc:
-        return _composer_error(exc.message)
+        return _refused(exc)
     if not request.htmx:
         return redirect("conversation", pk=conversation.pk)
     return HttpResponse(
@@ -296,7 +304,7 @@ def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpRes
     try:
         service(**arguments)
     except ServiceError as exc:
-        return _composer_error(exc.message)
+        return _refused(exc)
     if not request.htmx:
         return redirect("conversation", pk=shown.conversation_id)
     window = branch_window(conversation=shown.conversation)
@@ -312,7 +320,7 @@ def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.delete_conversation(conversation=conversation)
     except ServiceError as exc:
-        return _composer_error(exc.message)
+        return _refused(exc)
     url = reverse("home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -325,7 +333,7 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
         services.rename_conversation(conversation=conversation,
                                      title=request.POST.get("title", ""))
     except ServiceError as exc:
-        return _composer_error(exc.message)
+        return _refused(exc)
     return _back_to(request, conversation)
 
 

@@ -324,6 +324,7 @@ def test_a_message_that_is_too_long_gets_a_readable_422(as_alice, conversation):
 
     assert response.status_code == 422
     assert "at most 200000 characters" in response.content.decode()
+    assert "data-until-reply-ends" not in response.content.decode()  # it stays on the page
     assert not conversation.messages.exists()
 
 
@@ -335,6 +336,7 @@ def test_sending_while_a_reply_is_being_written_is_refused_in_plain_words(as_ali
 
     assert response.status_code == 422
     assert "Wait for the current reply to finish" in response.content.decode()
+    assert "data-until-reply-ends" in response.content.decode()  # gone when the reply ends
     assert pending_reply.conversation.messages.count() == 2
 
 

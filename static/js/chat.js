@@ -50,7 +50,13 @@
     Array.prototype.slice.call(fragment.children).forEach(function (child) {
       if (!child.id) return;
       var existing = document.getElementById(child.id);
-      if (!existing) return;
+      if (!existing) {
+        // A numbered block (a reply's markdown) goes before the first later one:
+        // a second tab may be sent block 3 live before the snapshot brings 0-2.
+        var later = laterBlock(target, child);
+        if (later) later.before(child);
+        return;
+      }
       if (moveToTop) {
         existing.remove();
         return;
@@ -69,6 +75,18 @@
       if (empty) empty.remove();
     }
   });
+
+  var BLOCK_NUMBER = /^m\d+-[a-z](\d+)$/;
+  function laterBlock(container, child) {
+    var own = BLOCK_NUMBER.exec(child.id);
+    if (!own || !container) return null;
+    var number = parseInt(own[1], 10);
+    for (var node = container.firstElementChild; node; node = node.nextElementSibling) {
+      var theirs = BLOCK_NUMBER.exec(node.id);
+      if (theirs && parseInt(theirs[1], 10) > number) return node;
+    }
+    return null;
+  }
 
   function messageList() { return byId("message-list"); }
 
@@ -236,7 +254,9 @@
     // A 422 is swapped (it carries the error) but must not clear the box.
     var xhr = evt.detail.xhr;
     var accepted = evt.detail.successful && !!xhr && xhr.status < 300;
-    if (!accepted && replyInFlight()) errorWhileBusy = true;
+    // "Wait for the current reply" goes away when that reply ends; other errors stay.
+    if (!accepted && replyInFlight() &&
+        document.querySelector("#composer-error[data-until-reply-ends]")) errorWhileBusy = true;
     if (accepted) {
       // The picture options are kept with the conversation: keep them shown too.
       var kept = Array.prototype.map.call(elt.querySelectorAll(".picture-controls select"),

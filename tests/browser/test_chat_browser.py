@@ -135,8 +135,32 @@ def test_a_second_tab_opened_mid_stream_sees_the_same_reply_continue(page, live_
                                                 timeout=LIVE_TEXT_TIMEOUT)
     expect(_reply_text(second)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
     expect(_reply_text(page)).to_contain_text(END_OF_ANSWER, timeout=REPLY_TIMEOUT)
+    # Live frames, before the reply's final copy replaces them, are in order too.
+    assert _reply_text(second).inner_text().index("You said:") == 0
+    for tab in (page, second):
+        expect(tab.get_by_role("button", name="Stop")).to_have_count(0, timeout=REPLY_TIMEOUT)
     assert _reply_text(second).inner_text() == _reply_text(page).inner_text()
     second.close()
+
+
+def test_blocks_that_arrive_out_of_order_are_shown_in_order(page, live_app):
+    """A tab that joins mid-reply gets the open block live before the snapshot
+    brings the earlier ones: each block lands in its place, once."""
+    sign_in(page, live_app)
+    page.goto(f"{live_app.url}/c/new/")
+    shown = page.evaluate("""() => {
+      const box = document.createElement('div');
+      box.id = 'm999999-text';
+      document.querySelector('main').appendChild(box);
+      const frame = numbers => '<div hx-swap-oob="beforeend:#m999999-text" data-upsert>' +
+        numbers.map(n => `<div class="md-block" id="m999999-t${n}">b${n}</div>`).join('') +
+        '</div>';
+      htmx.swap(box, frame([3]), {swapStyle: 'none'});
+      htmx.swap(box, frame([0, 1, 2, 3]), {swapStyle: 'none'});
+      htmx.swap(box, frame([4, 1]), {swapStyle: 'none'});
+      return [...box.children].map(c => c.textContent).join(' ');
+    }""")
+    assert shown == "b0 b1 b2 b3 b4"
 
 
 def test_stop_keeps_what_arrived_even_after_a_reload(page, live_app):

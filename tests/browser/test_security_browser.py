@@ -58,15 +58,26 @@ def test_a_reply_with_a_picture_streams_under_the_policy_with_nothing_blocked(
     assert any("img-src" in v for v in violations), violations
 
 
+SLOWISH = "Five-second answer (simulated)"
+
+
 def test_a_message_over_10_mb_is_refused_in_words_under_the_composer(page: Page, live_app):
+    live_app.shell(
+        "from conversations.models import ChatModel, Relay\n"
+        "relay = Relay.objects.get(is_simulated=True, name='Relay simulator')\n"
+        "ChatModel.objects.get_or_create(relay=relay, model_id='gemini-2.5-flash@tokens=40,rate=8',"
+        f" defaults={{'display_name': '{SLOWISH}'}})\n"
+    )
     sign_in(page, live_app)
-    start_chat(page, live_app, "Gemini 2.5 Flash (simulated)", "A first message")
+    start_chat(page, live_app, SLOWISH, "A first message")
     page.evaluate("() => { document.querySelector('#id_text').value ="
                   " 'x'.repeat(10 * 1024 * 1024 + 1); }")
     page.get_by_role("button", name="Send").click()
-    expect(page.locator("#composer-error")).to_contain_text(
-        "This message is too long to send: its text and settings can be at most 10 MB",
-        timeout=REPLY_TIMEOUT)
+    too_long = "This message is too long to send: its text and settings can be at most 10 MB"
+    expect(page.locator("#composer-error")).to_contain_text(too_long, timeout=REPLY_TIMEOUT)
+    # The first reply ending (it may still be streaming) does not take the error away.
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=REPLY_TIMEOUT)
+    expect(page.locator("#composer-error")).to_contain_text(too_long)
     expect(page.locator("article.message-user")).to_have_count(1)
 
 
