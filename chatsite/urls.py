@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,6 +11,9 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The strings of static/js in the page's language (gettext() in the scripts).
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["conversations"]),
+         name="javascript-catalog"),
     path("", include("conversations.urls")),
 ]
 

@@ -495,3 +495,23 @@ class UsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.model_name}: {self.cost} {self.currency}"
+
+
+class Preferences(models.Model):
+    """A person's own settings that follow them from device to device."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    language = models.CharField(
+        max_length=16, blank=True,
+        help_text="Chosen from the language menu; blank follows the browser",
+    )
+    browser_language = models.CharField(
+        max_length=16, blank=True,
+        help_text="What the browser last asked for: the language of what is written "
+        "without a request (a reply's errors, its finished copy)",
+    )
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"

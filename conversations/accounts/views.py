@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
@@ -11,10 +12,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from conversations.accounts import services
+from conversations.accounts import language, services
 from conversations.accounts.forms import AddUserForm
 from conversations.errors import ServiceError
 
@@ -68,3 +70,25 @@ def person_active(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"{user.get_username()} is "
                          f"{'active again' if active else 'deactivated and signed out'}.")
     return redirect("people")
+
+
+@require_POST
+def choose_language(request: HttpRequest) -> HttpResponse:
+    """The language menu (signed in or not, like Django's set_language): kept in
+    the session and a cookie, and with the person when signed in."""
+    code = language.supported(request.POST.get("language")) or ""
+    if request.user.is_authenticated:
+        language.choose(request.user, code)
+    request.session[language.SESSION_KEY] = code
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        back = reverse("home")
+    response = redirect(back)
+    if code:
+        response.set_cookie(settings.LANGUAGE_COOKIE_NAME, code, samesite="Lax",
+                            secure=settings.SESSION_COOKIE_SECURE, httponly=True,
+                            max_age=365 * 24 * 3600)
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+    return response

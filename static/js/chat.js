@@ -408,6 +408,14 @@
     }
   });
 
+  // A menu that applies as soon as it changes (the language menu).
+  document.addEventListener("change", function (evt) {
+    var select = evt.target;
+    if (select && select.hasAttribute && select.hasAttribute("data-submit-on-change") && select.form) {
+      select.form.requestSubmit();
+    }
+  });
+
   // Opened at a message (a search result): show it, and do not follow the bottom.
   var foundMatch = /^#(message-\d+)$/.exec(window.location.hash);
   var foundId = foundMatch ? foundMatch[1] : null;

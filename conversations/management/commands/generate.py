@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from conversations import lifespan, workers
+from conversations.infra import translations
 
 
 class Command(BaseCommand):
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         if not settings.REDIS_URL:
             raise CommandError("A generation worker needs REDIS_URL: it hears web processes "
                                "through Redis.")
+        translations.compile_catalogues()
         lifespan.as_generation_worker()
         uvloop.run(self._run())
 

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.management.utils import get_random_secret_key
 
 from conversations import generation
+from conversations.infra import translations
 from conversations.relays import setup
 
 SHUTDOWN_GRACE = 10  # seconds uvicorn waits for open connections after SIGTERM
@@ -57,6 +58,7 @@ class Command(BaseCommand):
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        translations.compile_catalogues()
         simulator_url = None
         if settings.SIMULATOR_ENABLED:
             simulator_url = f"http://127.0.0.1:{port}/simulator"
