@@ -17,6 +17,14 @@ from conversations.simulator.app import Simulator
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_catalogues() -> None:
+    """The .mo files, as `serve` compiles them for the app."""
+    from conversations.infra.translations import compile_catalogues
+
+    compile_catalogues()
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last.
 

@@ -24,7 +24,7 @@ def supported(code: str | None) -> str | None:
     if not code:
         return None
     try:
-        return translation.get_supported_language_variant(code)
+        return translation.get_supported_language_variant(code.lower())
     except LookupError:
         return None
 
@@ -79,7 +79,7 @@ class UserLanguage:
         asked = request.LANGUAGE_CODE
         if session.get("browser_language") == asked:
             return
-            Preferences.objects.update_or_create(
+        Preferences.objects.update_or_create(
             user=request.user, defaults={"browser_language": asked})
         session["browser_language"] = asked
 

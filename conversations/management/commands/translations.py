@@ -39,6 +39,7 @@ class Command(BaseCommand):
             return
         with tempfile.TemporaryDirectory() as scratch:
             copy = Path(scratch) / "project"
+            copy.mkdir()
             for name in COPIED:
                 source = root / name
                 if source.is_dir():
