@@ -287,6 +287,7 @@ class Generation:
             max_retries=settings.RELAY_MAX_RETRIES,
             client=shared_http_client(),
         )
+        asked_at = time.monotonic()
         try:
             # aclosing: however the loop ends (a Stop lands while a frame is
             # being sent, say), the relay's response is closed right away.
@@ -296,6 +297,9 @@ class Generation:
                         # Cancelled while a library was awaiting, which took the
                         # cancellation for its own: honour it here.
                         raise asyncio.CancelledError
+                    if outcome.first_token_ms is None and event.kind in {"content",
+                                                                          "reasoning"}:
+                        outcome.first_token_ms = round((time.monotonic() - asked_at) * 1000)
                     if event.kind == "content":
                         self.text.feed(event.text)
                         await self._changed(group)

@@ -279,6 +279,9 @@ class Message(models.Model):
     # belongs to a process that died.
     updated_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # From the request to the relay to its first token (text or reasoning): the
+    # staff's relays page shows its median per relay.
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # The text as search terms (search_terms.py), kept by save(); indexed by
     # SQLite FTS5 or a PostgreSQL tsvector (migration 0005_history_search).
     # A streaming reply's checkpoints do not touch it: a reply is found once saved.

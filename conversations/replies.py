@@ -149,6 +149,7 @@ class ReplyOutcome:
     images: list[Picture] | None = None  # decoded, not yet stored
     sent_media: bool = True  # False: the request carried no file, so none was dropped
     served_model: str = ""  # the answer's `model` field
+    first_token_ms: int | None = None  # from the request to the first text or reasoning
     # The blocks the stream rendered, {"text": [...], "reasoning": [...]}: kept
     # with the reply so that pages need not render its markdown again.
     rendered: dict | None = None
@@ -205,11 +206,12 @@ def finish_reply(
         warnings.append(note_served_model(message=message, served=outcome.served_model))
         message.warning = "\n".join(w for w in warnings if w)
         message.rendered = outcome.rendered
+        message.first_token_ms = outcome.first_token_ms
         message.save(
             update_fields=[
                 "text", "reasoning", "status", "finish_reason", "error", "error_code",
                 "error_status", "warning", "updated_at", "completed_at", "served_model",
-                "model_substituted", "rendered",
+                "model_substituted", "rendered", "first_token_ms",
             ]
         )
     return message

@@ -31,5 +31,6 @@ urlpatterns = [
     path("files/", include("conversations.media.urls")),
     path("search/", include("conversations.history.urls")),
     path("pictures/", gallery, name="gallery"),
+    path("relays/", include("conversations.relays.urls")),
     path("", include("conversations.accounts.urls")),
 ]
