@@ -319,9 +319,12 @@ HISTORY_MAX_MEDIA_TURNS = env_int("HISTORY_MAX_MEDIA_TURNS", 0)
 # A cheap model's id (as a relay knows it) that names conversations after their
 # first reply; empty: a conversation keeps its first words as its title.
 TITLE_MODEL = env_str("TITLE_MODEL", "")
-# A model's context window in tokens, for the meter under the composer, until
-# the relays' capability catalogue says it per model.
+# A model's context window in tokens when the capability catalogue gives none
+# (prompt.context_window): the meter under the composer, and what a request carries.
 CONTEXT_WINDOW_TOKENS = env_int("CONTEXT_WINDOW_TOKENS", 128_000)
+# Room kept in the window for the answer when a conversation sets no max tokens:
+# the oldest turns are left out of a request rather than the relay refusing it.
+CONTEXT_REPLY_RESERVE_TOKENS = env_int("CONTEXT_REPLY_RESERVE_TOKENS", 8_192)
 
 LOGGING = {
     "version": 1,

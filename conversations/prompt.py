@@ -13,6 +13,7 @@ what a request carried, for the usage estimate and the dropped-media check.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -52,15 +53,74 @@ CONTINUE_INSTRUCTION = (
 )
 
 
+def context_window(model: ChatModel | None) -> int:
+    """The model's window in tokens: from the capability catalogue, else the setting."""
+    return (model.context_window if model is not None else None) or settings.CONTEXT_WINDOW_TOKENS
+
+
+@dataclass
+class HistoryView:
+    """The part of the history a request carries: all of it, or the newest turns
+    that fit the model's window (`left_out` older messages are not sent)."""
+
+    messages: list[Message]
+    media_sent: set[int]  # user turns whose files go out again
+    left_out: int = 0
+
+    @property
+    def starts_at(self) -> Message | None:
+        """The first message the model sees, when older ones were left out."""
+        return self.messages[0] if self.left_out and self.messages else None
+
+
+def history_view(*, conversation: Conversation, reply: Message, relay: Relay | None,
+                 before_question: bool = False) -> HistoryView:
+    """The branch before `reply`, without its oldest turns if the whole would not
+    fit the model's window with room for the answer. Never left out: the system
+    prompt and the turn being answered (with everything after it; `before_question`:
+    that turn is not written yet). Counted as request_sent counts a request, so
+    the meter, the request and its estimated usage agree."""
+    history = _history(conversation, reply)
+    model = reply.model or conversation.model
+    media_sent = _turns_with_media_sent(history)
+    window = context_window(model)
+    reserve = min(conversation.max_tokens or settings.CONTEXT_REPLY_RESERVE_TOKENS, window // 2)
+    budget = window - reserve - estimate_text_tokens(conversation.system_prompt)
+    costs = [_tokens_of(m, model=model, relay=relay, media_sent=media_sent) for m in history]
+    current = _current_user_message(history)
+    protected = len(history) if before_question or current is None else history.index(current)
+    total, start = sum(costs), 0
+    while total > budget and start < protected:
+        end = start + 1  # a whole turn: the question and the answers that follow it
+        while end < protected and history[end].role != Message.Role.USER:
+            end += 1
+        total -= sum(costs[start:end])
+        start = end
+    return HistoryView(messages=history[start:], media_sent=media_sent, left_out=start)
+
+
+def _tokens_of(message: Message, *, model: ChatModel | None, relay: Relay | None,
+               media_sent: set[int]) -> int:
+    if message.role != Message.Role.USER:
+        replayed = message.status in REPLAYED_STATUSES and message.text.strip()
+        return estimate_text_tokens(replayed_text(message.text)) if replayed else 0
+    tokens = estimate_text_tokens(message.text)
+    if message.pk in media_sent:
+        tokens += sum(expected_tokens(a) for a in _attachments(message)
+                      if relay is None or not kind_refusal(kind=a.kind, model=model, relay=relay))
+    return tokens
+
+
 def build_messages(
     *, conversation: Conversation, reply: Message, relay: Relay
 ) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    history = _history(conversation, reply)
+    view = history_view(conversation=conversation, reply=reply, relay=relay)
+    history = view.messages
     model = reply.model or conversation.model
-    media_sent = _turns_with_media_sent(history)
+    media_sent = view.media_sent
     current = _current_user_message(history)
     for message in history:
         if message.role == Message.Role.USER:
@@ -178,14 +238,17 @@ def request_sent(
     context meter), not the rest of the reply before it.
     """
     conversation = reply.conversation
-    history = _history(conversation, reply)
+    view = history_view(conversation=conversation, reply=reply, relay=relay,
+                        before_question=before_question)
+    history, media_sent = view.messages, view.media_sent
     model = reply.model or conversation.model
-    media_sent = _turns_with_media_sent(history)
-    sent = SentRequest(text_tokens=estimate_text_tokens(conversation.system_prompt))
+    sent = SentRequest(text_tokens=estimate_text_tokens(conversation.system_prompt),
+                       left_out=view.left_out,
+                       starts_at=view.starts_at.pk if view.starts_at is not None else None)
     for message in history:
         if message.role != Message.Role.USER:
-            if message.status in REPLAYED_STATUSES and message.text.strip():
-                sent.text_tokens += estimate_text_tokens(replayed_text(message.text))
+            sent.text_tokens += _tokens_of(message, model=model, relay=relay,
+                                           media_sent=media_sent)
             continue
         sent.text_tokens += estimate_text_tokens(message.text)
         if message.pk not in media_sent:

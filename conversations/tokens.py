@@ -102,3 +102,5 @@ class SentRequest:
     text_tokens: int = 0
     image_tokens: int = 0  # pictures inside earlier answers' text
     media: list[SentMedia] = field(default_factory=list)
+    left_out: int = 0  # older messages of the branch not sent: they did not fit the window
+    starts_at: int | None = None  # then the id of the first message sent
