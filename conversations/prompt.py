@@ -18,10 +18,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch
+from django.utils.translation import gettext_lazy
 
 from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
-from conversations.history.tree import history_ids
+from conversations.history.tree import branch_ids, history_ids
 from conversations.models import Attachment, ChatModel, Conversation, Message, Relay
 from conversations.relays.dialects import media_part
 from conversations.tokens import (
@@ -269,3 +270,39 @@ def carries_media(body: dict[str, Any]) -> bool:
         if isinstance(message.get("content"), list)
         for part in message["content"]
     )
+
+
+# The first message of a chat that continues one grown too long for the window.
+CARRY_OVER_INSTRUCTION = gettext_lazy(
+    "This continues an earlier conversation that grew too long. Summarise it below in "
+    "at most 200 words (the facts, decisions and open questions, in the language it is "
+    "written in), then wait for my next message."
+)
+# The transcript takes at most half the new chat's window, and never more than
+# a summary needs (a long transcript costs as much as the history it replaces).
+TRANSCRIPT_MAX_TOKENS = 30_000
+
+
+def carry_over_text(conversation: Conversation) -> str:
+    """The instruction, then the newest turns of the branch on screen that fit
+    TRANSCRIPT_MAX_TOKENS, as a plain transcript (files named, not sent)."""
+    ids = branch_ids(conversation)
+    by_id = conversation.messages.prefetch_related(
+        Prefetch("attachments", to_attr="attachment_list")).in_bulk(ids)
+    budget = min(context_window(conversation.model) // 2, TRANSCRIPT_MAX_TOKENS)
+    lines: list[str] = []
+    for pk in reversed(ids):
+        message = by_id[pk]
+        if message.role == Message.Role.USER:
+            files = "".join(f" [{a.kind}: {a.original_name}]"
+                            for a in getattr(message, "attachment_list", []))
+            line = f"User: {message.text}{files}"
+        elif message.status in REPLAYED_STATUSES and message.text.strip():
+            line = f"Assistant: {replayed_text(message.text)}"
+        else:
+            continue
+        budget -= estimate_text_tokens(line)
+        if budget < 0:
+            break
+        lines.append(line)
+    return f"{CARRY_OVER_INSTRUCTION}\n\n" + "\n\n".join(reversed(lines))

@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from conversations import generation, replies
 from conversations.billing.budgets import enforce_budget
@@ -23,6 +24,7 @@ from conversations.fragments import messages_upsert
 from conversations.history import tree
 from conversations.media.uploads import clean_name, prepare_uploads, store_attachments
 from conversations.models import Attachment, ChatModel, Conversation, Message
+from conversations.prompt import carry_over_text
 
 TITLE_LENGTH = 60
 
@@ -348,3 +350,20 @@ def delete_conversation(*, conversation: Conversation) -> None:
         conversation.deleted_at = timezone.now()
         conversation.current_children = {}
         conversation.save(update_fields=["deleted_at", "current_children"])
+
+
+def continue_in_new_chat(*, conversation: Conversation, author: AbstractBaseUser
+                         ) -> Conversation:
+    """A new chat with the same model and settings whose first message asks for a
+    summary of this one (its newest turns that fit): the answer carries the
+    conversation on without the history that no longer fits."""
+    fresh = create_conversation(
+        owner=author, model=conversation.model, system_prompt=conversation.system_prompt,
+        temperature=conversation.temperature, top_p=conversation.top_p,
+        max_tokens=conversation.max_tokens,
+    )
+    fresh.title = (gettext("%(title)s (continued)") % {"title": conversation.title})[:200]
+    fresh.title_source = Conversation.TitleSource.FIRST_WORDS
+    fresh.save(update_fields=["title", "title_source"])
+    post_message(conversation=fresh, author=author, text=carry_over_text(conversation))
+    return fresh

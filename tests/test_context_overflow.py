@@ -113,3 +113,37 @@ async def test_the_relay_receives_only_the_newest_turns_and_counts_what_the_mete
     assert "Question 0:" not in str(body["messages"])
     assert body["messages"][-1]["content"] == "Still there?"
     assert saved.usage.prompt_tokens == meter.tokens + estimate_text_tokens("Still there?")
+
+
+async def test_continue_in_a_new_chat_carries_a_summary_request_of_the_newest_turns(simulator):
+    from conversations import services
+
+    old = await database_sync_to_async(_long_conversation)(simulator.url)
+    old = await database_sync_to_async(Conversation.objects.select_related(
+        "model__relay", "owner").get)(pk=old.pk)
+    old.title = "Relay bills"
+    def carry_over():
+        from django.db import transaction
+
+        original = transaction.on_commit  # the generation is run by the test (_run)
+        transaction.on_commit = lambda fn, using=None, robust=False: None
+        try:
+            return services.continue_in_new_chat(conversation=old, author=old.owner)
+        finally:
+            transaction.on_commit = original
+
+    fresh = await database_sync_to_async(carry_over)()
+    question = await database_sync_to_async(
+        lambda: fresh.messages.get(role=Message.Role.USER))()
+    reply = await database_sync_to_async(
+        lambda: fresh.messages.get(role=Message.Role.ASSISTANT))()
+    await _run(reply.pk)
+
+    assert fresh.pk != old.pk and fresh.model_id == old.model_id
+    assert fresh.system_prompt == "Be brief." and fresh.title == "Relay bills (continued)"
+    assert question.text.startswith("This continues an earlier conversation")
+    assert "Answer 9:" in question.text  # the newest turn is carried
+    assert "Question 0:" not in question.text  # what does not fit half the window is not
+    saved = await database_sync_to_async(Message.objects.get)(pk=reply.pk)
+    assert saved.status == Message.Status.COMPLETE
+    assert await database_sync_to_async(old.messages.count)() == 20  # the old chat is kept
