@@ -102,7 +102,7 @@ ALLOWED_ATTRIBUTES = {
     "sup": {"class"},
     "ul": {"class"},
     "li": {"class"},
-    "button": {"class"},
+    "button": {"class", "aria-label"},
     "input": {"class", "checked"},
     **MATHML_ATTRIBUTES,
 }
@@ -192,10 +192,11 @@ def _render_cell(renderer, tokens, idx, options, env) -> str:
 def _render_fence(renderer, tokens, idx, options, env) -> str:
     # A fenced code block with its Copy button; static/js/markdown.js does the copying.
     code = RendererHTML.fence(renderer, tokens, idx, options, env)
-    label = _escape(gettext("Copy"))
+    # Named "Copy code": the reply's own Copy button (the whole markdown) is "Copy".
+    name, label = _escape(gettext("Copy code")), _escape(gettext("Copy"))
     return (
-        f'<div class="code-block"><button type="button" class="code-copy">{label}</button>'
-        f"{code}</div>\n"
+        f'<div class="code-block"><button type="button" class="code-copy" aria-label="{name}">'
+        f"{label}</button>{code}</div>\n"
     )
 
 

@@ -535,10 +535,11 @@ def test_each_fenced_code_block_has_a_copy_button():
     plain = render_block("```\n<b>plain</b>\n```")
 
     assert html.startswith(
-        '<div class="code-block"><button class="code-copy" type="button">Copy</button>'
+        '<div class="code-block">'
+        '<button class="code-copy" aria-label="Copy code" type="button">Copy</button>'
         '<pre class="highlight"><code class="language-python">'
     )
-    assert plain.startswith('<div class="code-block"><button class="code-copy" type="button">')
+    assert plain.startswith('<div class="code-block"><button class="code-copy"')
     assert "&lt;b&gt;plain&lt;/b&gt;" in plain
 
 
@@ -552,7 +553,8 @@ def test_the_labels_rendered_in_python_go_through_gettext_at_each_render(monkeyp
 
     monkeypatch.setattr(rendering, "gettext", lambda text: f"«{text}»")
 
-    assert '<button class="code-copy" type="button">«Copy»</button>' in render_block("```\nx\n```")
+    assert ('<button class="code-copy" aria-label="«Copy code»" type="button">«Copy»</button>'
+            in render_block("```\nx\n```"))
     assert 'aria-label="«Back to the text»"' in render_block("[^1]: x")
     assert 'title="«Not valid TeX»"' in render_block("$x^$")
 

@@ -25,12 +25,17 @@
     });
   }
 
-  function showFor(button, label) {
-    button.textContent = label;
+  function label(button, text, name) {
+    if (button.textContent !== text) button.textContent = text;
+    if (button.getAttribute("aria-label") !== name) button.setAttribute("aria-label", name);
+  }
+
+  function showFor(button, text) {
+    label(button, text, text);
     clearTimeout(button._copyTimer);
     button._copyTimer = setTimeout(function () {
       button._copyTimer = null;
-      button.textContent = t("Copy");
+      label(button, t("Copy"), t("Copy code"));
       button.classList.remove("copied");
     }, COPIED_FOR);
   }
@@ -55,10 +60,7 @@
     var buttons = root.matches && root.matches("button.code-copy") ? [root]
       : root.querySelectorAll("button.code-copy");
     for (var i = 0; i < buttons.length; i++) {
-      if (!buttons[i].classList.contains("copied") && !buttons[i]._copyTimer) {
-        var label = t("Copy");
-        if (buttons[i].textContent !== label) buttons[i].textContent = label;
-      }
+      if (!buttons[i]._copyTimer) label(buttons[i], t("Copy"), t("Copy code"));
     }
   }
 
