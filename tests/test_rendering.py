@@ -5,10 +5,17 @@ from __future__ import annotations
 import random
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
-from conversations.rendering import BlockStream, render_block, render_markdown, split_blocks
+from conversations.rendering import (
+    BlockStream,
+    StreamedText,
+    render_block,
+    render_markdown,
+    split_blocks,
+)
 
 
 class _Elements(HTMLParser):
@@ -26,7 +33,14 @@ class _Elements(HTMLParser):
 
 SAFE_TAGS = {
     "a", "p", "pre", "code", "span", "img", "table", "thead", "tbody", "tr", "th", "td", "em",
-    "strong", "br",
+    "strong", "br", "div", "sup", "ul", "li",
+    # checked below: only a disabled checkbox, only a plain button
+    "input", "button",
+    # MathML, which runs nothing (its href, style, maction and annotation-xml are gone)
+    "math", "semantics", "annotation", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace",
+    "msup", "msub", "msubsup", "mfrac", "msqrt", "mroot", "mover", "munder", "munderover",
+    "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mstyle", "mpadded",
+    "mphantom", "menclose", "merror",
 }
 
 
@@ -36,6 +50,13 @@ def _unsafe_parts(html: str) -> list[str]:
     for tag, attrs in _Elements(html).elements:
         if tag not in SAFE_TAGS:
             found.append(f"<{tag}>")
+        if tag == "input" and (attrs.get("type") != "checkbox" or "disabled" not in attrs):
+            found.append(f"<input {attrs}>")
+        if tag == "button" and attrs.get("type") != "button":
+            found.append(f"<button {attrs}>")
+        for name in ("id", "name", "form", "href") if tag != "a" else ("id", "name", "form"):
+            if name in attrs:
+                found.append(f"{tag}[{name}]")  # ids would clobber the page's own
         for name, value in attrs.items():
             url = re.sub(r"[\x00-\x20]", "", value).lower()
             table_alignment = name == "style" and tag in {"td", "th"}
@@ -77,6 +98,22 @@ XSS_PAYLOADS = [
     "| a |\n|---|\n| <img src=x onerror=alert(1)> |",
     "<details open ontoggle=alert(1)>x</details>",
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
+    # the constructs that make HTML of their own: math, footnotes, task lists
+    r"$\href{javascript:alert(1)}{x}$",
+    r"$$\href{javascript:alert(1)}{x}$$",
+    r"\(\style{background:url(https://evil.example)}{x}\)",
+    r"$\text{</math><img src=x onerror=alert(1)>}$",
+    r"$\text{<script>alert(1)</script>}$",
+    r"\[\mbox{<a href=javascript:alert(1)>x</a>}\]",
+    r"$\color{red}{x} \mathbin{\unicode{60}}$",
+    "<math><a href=javascript:alert(1)>x</a></math>",
+    "$<math><a href=javascript:alert(1)>x</a></math>$",
+    "[^<img src=x onerror=alert(1)>]",
+    "Note[^<b>x</b>] and[^\"onmouseover=alert(1)] and[^javascript:alert(1)]",
+    "[^<img/src=x/onerror=alert(1)>]: a definition",
+    "[^1]: <script>alert(1)</script> [x](javascript:alert(1))",
+    "- [x] <img src=x onerror=alert(1)>\n- [ ] [t](javascript:alert(1))",
+    "```js\n</code></pre></div><button onclick=alert(1)>x</button>\n```",
 ]
 
 
@@ -305,3 +342,305 @@ def test_an_upsert_escapes_what_is_not_marked_safe():
         '<div hx-swap-oob="beforeend:#box" data-upsert>&lt;b&gt;x&lt;/b&gt;</div>')
     assert upsert('a"b', mark_safe("<b>x</b>")) == (
         '<div hx-swap-oob="beforeend:#a&quot;b" data-upsert><b>x</b></div>')
+
+
+# -- math ------------------------------------------------------------------------
+
+
+def _visible_text(html: str) -> str:
+    """The text a reader sees: tags dropped, the TeX annotations (hidden) too."""
+    html = re.sub(r"<annotation\b.*?</annotation>", "", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip()
+
+
+def test_it_renders_inline_dollar_math_as_mathml_keeping_the_tex():
+    html = render_block("Pythagoras: $a^2+b^2=c^2$.")
+
+    assert html.startswith("<p>Pythagoras: <span class=\"math\"><math display=\"inline\">")
+    assert "<msup><mi>a</mi><mn>2</mn></msup>" in html
+    assert '<annotation encoding="application/x-tex">a^2+b^2=c^2</annotation>' in html
+
+
+def test_display_math_keeps_its_backslashes():
+    html = render_block(r"$$\int_0^1 x\,dx$$")
+
+    assert html.startswith('<div class="math-display"><math display="block">')
+    assert "<mo>∫</mo>" in html
+    assert '<mspace width="0.167em">' in html  # the \, thin space, not a comma
+    assert r'encoding="application/x-tex">\int_0^1 x\,dx</annotation>' in html
+    assert "x,dx" not in html
+
+
+def test_display_math_may_span_lines_and_sit_inside_a_paragraph():
+    block = render_block("$$\n\\sum_{i=1}^n i\n$$")
+    inline = render_block(r"So $$\frac{1}{2}$$ it is.")
+
+    assert block.startswith('<div class="math-display"><math display="block">')
+    assert "<munderover>" in block
+    assert inline.startswith('<p>So <span class="math-display"><math display="block">')
+    assert "<mfrac>" in inline
+
+
+def test_backslash_parens_and_brackets_are_math_too():
+    inline = render_block(r"Inline \(x_1 + \alpha\) here and \[E = mc^2\] there.")
+    block = render_block("\\[\n\\sqrt{2}\n\\]")
+
+    assert inline.count("<math") == 2
+    assert '<math display="inline">' in inline and '<math display="block">' in inline
+    assert "<mi>α</mi>" in inline
+    assert r"\(" not in _visible_text(inline) and r"\[" not in _visible_text(inline)
+    assert block.startswith('<div class="math-display"><math display="block">')
+    assert "<msqrt>" in block
+
+
+def test_escaped_dollars_and_escaped_brackets_stay_text():
+    html = render_block(r"Not math: \$x\$ and \\(y\\).")
+
+    assert "<math" not in html
+    assert "$x$" in _visible_text(html)
+
+
+@pytest.mark.parametrize("text", [
+    "It costs $5 and $10.",
+    "Between $5-$10 a month.",
+    "Prices: $5, $10, $20.",
+    "Pay $ 5 now and $ 6 later.",
+    "$100 per seat, $80 if you pay yearly",
+])
+def test_prices_are_not_math(text):
+    html = render_block(text)
+
+    assert "<math" not in html
+    assert _visible_text(html) == text
+
+
+def test_invalid_tex_is_shown_as_its_source_in_code():
+    html = render_block(r"Broken: $\frac{1}{$ and $$x^$$")
+
+    assert "<math" not in html
+    assert r'<code class="math-error" title="Not valid TeX">$\frac{1}{$</code>' in html
+    assert "<code class=\"math-error\" title=\"Not valid TeX\">$$x^$$</code>" in html
+
+
+def test_the_text_of_tex_is_escaped_not_markup():
+    html = render_block(r"$\text{a <b> & c}$")
+
+    assert "<b>" not in html
+    assert "&lt;b&gt;" in html
+
+
+def test_math_with_a_link_keeps_the_math_and_drops_the_link():
+    html = render_block(r"$\href{javascript:alert(1)}{x} + \style{color:red}{y}$")
+
+    assert "<mi>x</mi>" in html and "<mi>y</mi>" in html
+    assert "href" not in html.replace("\\href", "")
+    assert "style" not in html.replace("\\style", "")
+
+
+def test_math_is_not_touched_inside_code():
+    html = render_block("`$x$` and\n\n```\n$$y$$\n```")
+
+    assert "<math" not in html
+
+
+# -- footnotes --------------------------------------------------------------------
+
+FOOTNOTED = (
+    "Gemini says so[^1], and so does the manual[^manual].\n\n"
+    "More text.\n\n"
+    "[^1]: The first *source*.\n"
+    "[^manual]: The [manual](https://example.com/manual)."
+)
+
+
+def test_a_footnote_reference_is_a_superscript_link_to_its_label():
+    html = render_block("So it is[^1].")
+
+    assert html == (
+        '<p>So it is<sup class="footnote-ref"><a href="#fn-1" data-footnote-ref="1" '
+        'rel="noopener noreferrer nofollow">1</a></sup>.</p>\n'
+    )
+
+
+def test_a_footnote_definition_on_its_own_shows_its_text_and_label():
+    html = render_block("[^1]: The first *source*.")
+
+    assert html.startswith('<div class="footnote" data-footnote="1">')
+    assert '<span class="footnote-label">1</span>' in html
+    assert "<em>source</em>" in html
+    assert 'data-footnote-back="1"' in html
+    assert _visible_text(html) == "1 The first source. ↩"
+
+
+def test_footnotes_stored_and_streamed_give_the_same_html():
+    whole = render_markdown(FOOTNOTED)
+    streamed = StreamedText()
+    for index in range(0, len(FOOTNOTED), 7):
+        streamed.feed(FOOTNOTED[index:index + 7])
+
+    assert [html for _, html in streamed.snapshot()] == whole
+    assert len(whole) == 3
+    assert whole[0].count('class="footnote-ref"') == 2
+    assert 'data-footnote-ref="manual"' in whole[0]
+    assert whole[2].count('class="footnote"') == 2
+    assert 'href="https://example.com/manual"' in whole[2]
+
+
+def test_footnote_references_and_definitions_in_one_block_render_in_place():
+    html = "".join(render_markdown("A claim[^a].\n[^a]: Its source."))
+
+    assert html.index('data-footnote-ref="a"') < html.index('data-footnote="a"')
+    assert "Its source." in html
+
+
+def test_footnotes_carry_no_ids_so_every_message_may_have_its_own_1():
+    html = "".join(render_markdown(FOOTNOTED))
+
+    assert " id=" not in html
+
+
+def test_a_footnote_label_with_markup_is_escaped():
+    html = render_block('See[^<b>x</b>] and[^a"b].\n\n[^<i>y</i>]: def')
+
+    assert "<b>" not in html and "<i>" not in html
+    assert 'data-footnote-ref="&lt;b&gt;x&lt;/b&gt;"' in html
+    assert 'href="#fn-%3Cb%3Ex%3C%2Fb%3E"' in html
+    assert 'data-footnote-ref="a&quot;b"' in html
+
+
+# -- task lists ---------------------------------------------------------------------
+
+
+def test_task_lists_render_disabled_checkboxes():
+    html = render_block("- [x] done\n- [ ] todo\n- plain")
+
+    elements = _Elements(html).elements
+    boxes = [attrs for tag, attrs in elements if tag == "input"]
+    assert boxes == [
+        {"class": "task-list-item-checkbox", "checked": "checked", "disabled": "disabled",
+         "type": "checkbox"},
+        {"class": "task-list-item-checkbox", "disabled": "disabled", "type": "checkbox"},
+    ]
+    assert '<ul class="contains-task-list">' in html
+    assert html.count('<li class="task-list-item">') == 2
+    assert "<li>plain</li>" in html
+    assert "[x]" not in html and "[ ]" not in html
+
+
+# -- code blocks ----------------------------------------------------------------------
+
+
+def test_each_fenced_code_block_has_a_copy_button():
+    html = render_block("```python\nprint(1)\n```")
+    plain = render_block("```\n<b>plain</b>\n```")
+
+    assert html.startswith(
+        '<div class="code-block">'
+        '<button class="code-copy" aria-label="Copy code" type="button">Copy</button>'
+        '<pre class="highlight"><code class="language-python">'
+    )
+    assert plain.startswith('<div class="code-block"><button class="code-copy"')
+    assert "&lt;b&gt;plain&lt;/b&gt;" in plain
+
+
+def test_inline_and_indented_code_have_no_copy_button():
+    assert "button" not in render_block("Some `code` here.")
+    assert "button" not in render_block("    indented code")
+
+
+def test_the_labels_rendered_in_python_go_through_gettext_at_each_render(monkeypatch):
+    from conversations import rendering
+
+    monkeypatch.setattr(rendering, "gettext", lambda text: f"«{text}»")
+
+    assert ('<button class="code-copy" aria-label="«Copy code»" type="button">«Copy»</button>'
+            in render_block("```\nx\n```"))
+    assert 'aria-label="«Back to the text»"' in render_block("[^1]: x")
+    assert 'title="«Not valid TeX»"' in render_block("$x^$")
+
+
+# -- colours: the light and the dark theme keep text readable ----------------------
+
+_CSS = Path(__file__).resolve().parent.parent / "static" / "css"
+# (text, background) pairs the stylesheets use
+TEXT_ON = [
+    ("ink", "bg"), ("ink", "panel"), ("muted", "bg"), ("muted", "panel"), ("faint", "panel"),
+    ("accent", "panel"), ("accent", "bg"), ("accent-ink", "accent"), ("danger", "panel"),
+    ("danger", "error-bg"), ("warn", "warn-bg"), ("warn", "panel"), ("ok", "ok-bg"),
+    ("ok", "panel"), ("info", "info-bg"), ("sim", "sim-bg"), ("estimated", "estimated-bg"),
+    ("muted", "badge-bg"), ("ink", "user-bg"), ("code-ink", "code-bg"), ("muted", "code-bg"),
+    ("placeholder-ink", "panel"), ("ink", "mark-bg"), ("ink", "footnote-target"),
+    ("muted", "footnote-target"), ("side-ink", "side-bg"), ("side-muted", "side-bg"),
+    ("side-link", "side-bg"), ("side-warn", "side-bg"), ("side-ink", "side-current"),
+    ("ink", "field-bg"),
+]
+
+
+def _theme_variables() -> tuple[dict[str, str], dict[str, str]]:
+    css = (_CSS / "app.css").read_text()
+    root = css[css.index(":root {"):]
+    light_part = root[:root.index("@media (prefers-color-scheme: dark)")]
+    dark_part = root[root.index("@media (prefers-color-scheme: dark)"):]
+    dark_part = dark_part[:dark_part.index("}\n}")]
+    pattern = re.compile(r"--([\w-]+):\s*(#[0-9a-fA-F]{3,6})\b")
+    light = dict(pattern.findall(light_part))
+    return light, {**light, **dict(pattern.findall(dark_part))}
+
+
+def _luminance(colour: str) -> float:
+    colour = colour.lstrip("#")
+    if len(colour) == 3:
+        colour = "".join(c * 2 for c in colour)
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted([_luminance(a), _luminance(b)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_text_colour_has_aa_contrast_on_its_background(theme):
+    light, dark = _theme_variables()
+    colours = light if theme == "light" else dark
+    code_ink = colours.get("code-ink", colours["ink"])  # light: var(--ink)
+
+    poor = [
+        (text, background, round(ratio, 2))
+        for text, background in TEXT_ON
+        if (ratio := _contrast(code_ink if text == "code-ink" else colours[text],
+                               colours[background])) < 4.5
+    ]
+
+    assert poor == []
+
+
+def test_the_dark_theme_is_dark_and_sets_every_colour_it_needs():
+    _light, dark = _theme_variables()
+
+    assert _luminance(dark["bg"]) < 0.02 and _luminance(dark["panel"]) < 0.03
+    assert _luminance(dark["ink"]) > 0.7
+    assert "color-scheme: light dark" in (_CSS / "app.css").read_text()
+
+
+@pytest.mark.parametrize(("style", "theme"), [("xcode", "light"), ("github-dark", "dark")])
+def test_highlighted_code_is_readable_in_both_themes(style, theme):
+    from pygments.styles import get_style_by_name
+    from pygments.token import Error, Keyword, Whitespace
+
+    light, dark = _theme_variables()
+    background = (light if theme == "light" else dark)["code-bg"]
+    css = (_CSS / "pygments.css").read_text()
+    light_rules, dark_rules = css.split("@media (prefers-color-scheme: dark)")
+    token_colours = {
+        colour for token, rule in get_style_by_name(style)
+        if (colour := rule["color"]) and token not in Whitespace and token not in Error
+    }
+
+    assert all(_contrast(f"#{c}", background) >= 4.5 for c in token_colours)
+    # the stylesheet is what pygments generates for the style, in its place
+    rules = light_rules if theme == "light" else dark_rules
+    keyword = get_style_by_name(style).styles[Keyword].split()[-1]
+    assert f".highlight .k {{ color: {keyword}".lower() in rules.lower()
