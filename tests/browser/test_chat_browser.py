@@ -89,7 +89,7 @@ def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(pag
     expect(reply).to_have_attribute("data-status", "complete")
     expect(reply.locator("strong", has_text="Markdown")).to_be_visible()  # live markdown
     expect(reply.locator("pre.highlight code.language-python .k").first).to_have_text("def")
-    expect(reply.get_by_role("button", name="Copy")).to_be_visible()
+    expect(reply.get_by_role("button", name="Copy", exact=True)).to_be_visible()
     expect(message_box(page)).to_be_focused()
 
     page.locator("summary", has_text="Settings").click()
@@ -323,7 +323,7 @@ def test_reasoning_is_folded_until_opened_and_copy_gives_the_markdown(page, live
     reasoning.locator("summary").click()
     expect(reasoning.get_by_text("Let me think")).to_be_visible()
 
-    reply.get_by_role("button", name="Copy").click()
+    reply.get_by_role("button", name="Copy", exact=True).click()
     expect(reply.get_by_role("button", name="Copied")).to_be_visible()
     copied = page.evaluate("navigator.clipboard.readText()")
     assert "**Markdown** works" in copied  # the source, not the rendered text
