@@ -6,6 +6,8 @@ import json
 
 from django import template
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from conversations.capabilities import (
     ASPECT_RATIOS,
@@ -33,7 +35,9 @@ def duration(seconds: float | None) -> str:
         return ""
     total = round(seconds)
     if total < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{total} s"
+        shown = number_format(f"{seconds:.1f}", decimal_pos=1) if seconds < 10 else str(total)
+        # Translators: a short duration in seconds, e.g. "4.5 s".
+        return gettext("%(seconds)s s") % {"seconds": shown}
     return f"{total // 60}:{total % 60:02d}"
 
 
