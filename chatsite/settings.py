@@ -216,6 +216,7 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "conversations" / "locale"]
 LANGUAGE_COOKIE_NAME = "language"
+FORMAT_MODULE_PATH = ["chatsite.formats"]  # dates and numbers per language, beside Django's
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

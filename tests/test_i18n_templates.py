@@ -92,10 +92,9 @@ def test_the_new_chat_page_in_chinese(alice, conversation):
     for english in ("New chat", "Write a message", ">Send<", "Sign out", "System prompt",
                     "new line", "Pick a model"):
         assert english not in html
-    # The sidebar's date in the Chinese format: 03月5日 12:07 (the month as Django's
-    # zh-hans MONTH_DAY_FORMAT "m月j日" writes it).
+    # The sidebar's date in the Chinese format: 3月5日 12:07 (chatsite/formats/zh_Hans).
     local = timezone.localtime(WHEN)
-    assert f"{local:%m}月{local.day}日 {local:%H:%M}" in html
+    assert f"{local.month}月{local.day}日 {local:%H:%M}" in html
     assert "Relay notes" in html  # titles are not translated
 
 
@@ -123,7 +122,7 @@ def test_a_conversation_page_in_english(alice, conversation):
         assert english in html
     assert "设置" not in html and "重新生成" not in html
     local = timezone.localtime(WHEN)
-    assert f"{local:%B} {local.day} " in html  # the sidebar: March 5 …
+    assert f"{local:%b} {local.day} {local:%H:%M}" in html  # the sidebar: Mar 5 12:07
 
 
 def test_the_costs_page_in_chinese_with_chinese_dates(alice, conversation):
