@@ -8,9 +8,17 @@ the request is built. Imports only the models.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext, pgettext_lazy
+
 from conversations.models import ChatModel, Dialect, Relay
 
-KIND_WORDS = {"image": "an image", "audio": "audio", "video": "a video", "pdf": "a PDF"}
+# A kind of file as the object of a sentence ("no way to send %(kind)s").
+KIND_WORDS = {
+    "image": pgettext_lazy("sent", "an image"),
+    "audio": pgettext_lazy("sent", "audio"),
+    "video": pgettext_lazy("sent", "a video"),
+    "pdf": pgettext_lazy("sent", "a PDF"),
+}
 
 # What each dialect has a way to send at all.
 DIALECT_KINDS: dict[str, set[str]] = {
@@ -30,18 +38,20 @@ def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
     """Why a file of `kind` cannot be sent to this model through this relay, or ''."""
     if kind not in DIALECT_KINDS.get(relay.dialect, set()):
         others = [d for d, kinds in DIALECT_KINDS.items() if kind in kinds]
-        return (
-            f"the relay “{relay.name}” is set to the {dialect_name(relay.dialect)} dialect, "
-            f"which has no way to send {KIND_WORDS[kind]}. If its models take "
-            f"{KIND_WORDS[kind]}, change the relay's dialect (e.g. "
-            f"{dialect_name(others[0] if relay.dialect != others[0] else others[-1])}) "
-            "in the admin, or pick a model on another relay"
-        )
+        # Said after "cannot be sent: ", so without a capital or a final stop.
+        return gettext(
+            "the relay “%(relay)s” is set to the %(dialect)s dialect, which has no way to "
+            "send %(kind)s. If its models take %(kind)s, change the relay's dialect (e.g. "
+            "%(suggested)s) in the admin, or pick a model on another relay"
+        ) % {
+            "relay": relay.name, "dialect": dialect_name(relay.dialect), "kind": KIND_WORDS[kind],
+            "suggested": dialect_name(others[0] if relay.dialect != others[0] else others[-1]),
+        }
     if model is not None and not getattr(model, f"accepts_{kind}", False):
-        return (
-            f"{model} does not accept {KIND_WORDS[kind]}. Pick a model that does in the "
+        return gettext(
+            "%(model)s does not accept %(kind)s. Pick a model that does in the "
             "conversation's settings"
-        )
+        ) % {"model": model, "kind": KIND_WORDS[kind]}
     return ""
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import translation
 
+from conversations.accounts import language as languages
 from conversations.events import (
     CONVERSATION_TYPES,
     AccountClosed,
@@ -33,6 +35,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: int
     group: str | None = None
     account_group: str | None = None
+    language: str = ""  # the socket's (its session's choice, else its Accept-Language)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -101,7 +104,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def reply_frame(self, event: ReplyFrame) -> None:
-        await self._send_html(frame_html(event))
+        await self._send_html(frame_html(event, self.language))
 
     async def reply_finished(self, event: ReplyFinished) -> None:
         await self._send_html(event["html"])
@@ -145,7 +148,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _catch_up(self, user) -> str | None:
-        """The latest messages rendered, or None if the conversation is not the user's."""
+        """The latest messages rendered (in the socket's language), or None if the
+        conversation is not the user's. Learns the socket's language here, in the
+        database thread (its session may need reading); frames wait for this."""
+        self.language = languages.for_scope(self.scope)
+        with translation.override(self.language):
+            return self._catch_up_in_language(user)
+
+    def _catch_up_in_language(self, user) -> str | None:
         if not Conversation.objects.for_user(user).filter(pk=self.conversation_id).exists():
             return None
         messages = recent_messages(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES
 from conversations.models import ChatModel, Conversation
@@ -15,23 +16,23 @@ class ModelChoiceField(forms.ModelChoiceField):
 
 class ConversationSettingsForm(forms.ModelForm):
     model = ModelChoiceField(
-        queryset=ChatModel.objects.none(), empty_label=None, label="Model"
+        queryset=ChatModel.objects.none(), empty_label=None, label=_("Model")
     )
     temperature = forms.FloatField(
-        required=False, min_value=0, max_value=2, label="Temperature",
-        widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "default"}),
+        required=False, min_value=0, max_value=2, label=_("Temperature"),
+        widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": _("default")}),
     )
     top_p = forms.FloatField(
-        required=False, min_value=0, max_value=1, label="Top P",
-        widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "default"}),
+        required=False, min_value=0, max_value=1, label=_("Top P"),
+        widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": _("default")}),
     )
     max_tokens = forms.IntegerField(
-        required=False, min_value=1, max_value=1_000_000, label="Max tokens",
-        widget=forms.NumberInput(attrs={"placeholder": "default"}),
+        required=False, min_value=1, max_value=1_000_000, label=_("Max tokens"),
+        widget=forms.NumberInput(attrs={"placeholder": _("default")}),
     )
     system_prompt = forms.CharField(
-        required=False, label="System prompt",
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Optional instructions"}),
+        required=False, label=_("System prompt"),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Optional instructions")}),
     )
 
     class Meta:
@@ -45,17 +46,18 @@ class ConversationSettingsForm(forms.ModelForm):
 
 class MessageForm(forms.Form):
     text = forms.CharField(
-        required=False, max_length=MAX_MESSAGE_CHARS, strip=True, label="Message",
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Send a message…"}),
+        required=False, max_length=MAX_MESSAGE_CHARS, strip=True, label=_("Message"),
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": _("Send a message…")}),
     )
     # Image-output models only; empty keeps the conversation's choice.
     aspect_ratio = forms.ChoiceField(
-        required=False, label="Aspect ratio", choices=[("", "")] + [(r, r) for r in ASPECT_RATIOS]
+        required=False, label=_("Aspect ratio"),
+        choices=[("", "")] + [(r, r) for r in ASPECT_RATIOS],
     )
     image_size = forms.ChoiceField(
-        required=False, label="Size", choices=[("", "")] + [(s, s) for s in IMAGE_SIZES]
+        required=False, label=_("Size"), choices=[("", "")] + [(s, s) for s in IMAGE_SIZES]
     )
-    edit_picture = forms.UUIDField(required=False, label="Picture to edit")
+    edit_picture = forms.UUIDField(required=False, label=_("Picture to edit"))
 
 
 class NewConversationForm(ConversationSettingsForm, MessageForm):

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -140,19 +141,24 @@ def render_stored_messages(message_ids: Iterable[int]) -> str:
 
 
 @lru_cache(maxsize=4096)  # sent with every frame to every page: rendered once a reply
-def writing_badge(message_id: int) -> SafeString:
+def writing_badge(message_id: int, language: str) -> SafeString:
     """The "writing…" badge, replacing "waiting for the relay…" (the same partial
-    the page renders for a streaming reply)."""
-    return mark_safe(  # noqa: S308 - a template render, escaped as usual
-        render_to_string("conversations/_writing_badge.html", {"message_id": message_id}))
+    the page renders for a streaming reply), in `language`."""
+    with translation.override(language):
+        return mark_safe(  # noqa: S308 - a template render, escaped as usual
+            render_to_string("conversations/_writing_badge.html", {"message_id": message_id}))
 
 
-def frame_html(frame: ReplyFrame) -> str:
+def frame_html(frame: ReplyFrame, language: str | None = None) -> str:
+    """A frame as HTML for one page; `language`: the page's (default: the active one).
+    Given explicitly by a socket: an in-process layer may call it in the sender's
+    context, where the active language is the reply's owner's."""
     message_id = frame["message_id"]
     parts = []
     # On every frame, not the first alone: the post's own response, rendered while
     # the reply was pending, may land after the first frames and put the old badge back.
-    parts.append(upsert(f"m{message_id}-head", writing_badge(message_id)))
+    parts.append(upsert(f"m{message_id}-head",
+                        writing_badge(message_id, language or translation.get_language())))
     if frame["reasoning"]:
         parts.append(
             upsert(f"m{message_id}-reasoning",

@@ -11,6 +11,10 @@ the posting transaction commits and tied to no socket. It
 - listens on the conversation's control group for Stop and for pages that
   (re)connect and need every block so far;
 - saves the final text, usage and cost once, whatever happened.
+
+All it writes and renders for the person (errors, warnings, the finished
+message's HTML) is in the owner's language (ReplyJob.language), active for
+the task and, explicitly, in the database threads it hands work to.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
+from django.utils.translation import gettext
 
 from conversations import replies, titles
+from conversations.accounts import language as languages
 from conversations.events import (
     GENERATION_REQUESTS,
     GenerationRequest,
@@ -170,13 +177,26 @@ async def _checkpoint_periodically() -> None:
                 logger.exception("checkpoint of %d replies failed", len(batch))
 
 
-def _in_database(function):
+def _in_database(function, language: str | None = None):
     """A reply's begin and save, off the loop. On SQLite in the one thread that
     database work shares (writes are one at a time anyway); on PostgreSQL in a
     thread pool, so that a hundred replies beginning at once wait for the
     database side by side, not in a queue (a hundred begin_reply calls of some
-    8 ms each were most of the time from Send to the first token)."""
+    8 ms each were most of the time from Send to the first token).
+
+    `language`: active in the thread while `function` runs (what it writes or
+    renders for the person is in it), whatever that thread's context holds."""
+    if language is not None:
+        function = _speaking(language, function)
     return database_sync_to_async(function, thread_sensitive=not _parallel_database())
+
+
+def _speaking(language: str, function):
+    def in_language(*args, **kwargs):
+        with translation.override(language):
+            return function(*args, **kwargs)
+
+    return in_language
 
 
 def _parallel_database() -> bool:
@@ -225,6 +245,7 @@ class Generation:
         self._retry_at = 0.0
         self.streaming = False  # begun at the relay: its text is worth checkpointing
         self.job: replies.ReplyJob | None = None  # what begin_reply read, once begun
+        self.language: str | None = None  # the owner's, once known (job.language)
         self.conversation_id: int | None = None
 
     # -- control ------------------------------------------------------------
@@ -253,17 +274,23 @@ class Generation:
                 await self._announce_finished_if_known()
                 return
             self.conversation_id = job.conversation_id
-            await self._generate(job)
+            self.language = job.language
+            with translation.override(job.language):  # the task's, and its subtasks'
+                await self._generate(job)
         except Exception:
             logger.exception("generation %s crashed", self.message_id)
             with contextlib.suppress(Exception):
+                if self.language is None:  # crashed before begin_reply said whose it is
+                    self.language = await database_sync_to_async(self._owner_language)()
+                with translation.override(self.language):
+                    error = gettext("Something went wrong on our side while writing this "
+                                    "reply; what arrived is kept. Retry to try again.")
                 await self._save(
                     replies.ReplyOutcome(
                         status=Message.Status.FAILED,
                         text=self.text.value,
                         reasoning=self.reasoning.value,
-                        error="Something went wrong on our side while writing this reply; "
-                        "what arrived is kept. Retry to try again.",
+                        error=error,
                     )
                 )
         finally:
@@ -325,7 +352,7 @@ class Generation:
                 Message.Status.CANCELLED if self.stop_requested else Message.Status.INTERRUPTED
             )
             if outcome.status == Message.Status.INTERRUPTED:
-                outcome.error = replies.DEAD_REPLY_ERROR
+                outcome.error = str(replies.DEAD_REPLY_ERROR)
         finally:
             await asyncio.shield(client.aclose())
         outcome.text = self.text.value
@@ -382,16 +409,24 @@ class Generation:
             return str(upsert("message-list", render_message(
                 message, text_html=text_html, reasoning_html=reasoning_html)))
 
-        return await _in_database(save)()
+        return await _in_database(save, self.language)()
+
+    def _owner_language(self) -> str:
+        owner_id = (Message.objects.filter(pk=self.message_id)
+                    .values_list("conversation__owner_id", flat=True).first())
+        return languages.for_user(owner_id) if owner_id is not None else settings.LANGUAGE_CODE
 
     async def _announce_finished_if_known(self) -> None:
         def load() -> tuple[int | None, str]:
             message = (
-                Message.objects.select_related("model", "usage").filter(pk=self.message_id).first()
+                Message.objects.select_related("model", "usage")
+                .annotate(**languages.owner_columns("conversation__owner"))
+                .filter(pk=self.message_id).first()
             )
             if message is None or message.is_in_flight:
                 return None, ""  # gone, or being generated by another worker
-            return message.conversation_id, str(messages_upsert([message]))
+            with translation.override(languages.of_row(message)):
+                return message.conversation_id, str(messages_upsert([message]))
 
         conversation_id, html = await database_sync_to_async(load)()
         if conversation_id is not None:

@@ -9,8 +9,10 @@ import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import translation
 
 from conversations import generation, replies
+from conversations.accounts import language as languages
 from conversations.billing import prices as pricing
 from conversations.events import conversation_group, publish
 from conversations.fragments import messages_upsert
@@ -106,8 +108,13 @@ def _close_and_render() -> list[tuple[int, str]]:
     if not ids:
         return []
     messages = (Message.objects.filter(pk__in=ids).select_related("model", "usage")
+                .annotate(**languages.owner_columns("conversation__owner"))
                 .prefetch_related("attachments"))
-    return [(m.conversation_id, str(messages_upsert([m]))) for m in messages]
+    closed = []
+    for message in messages:  # each for its owner's pages, in the owner's language
+        with translation.override(languages.of_row(message)):
+            closed.append((message.conversation_id, str(messages_upsert([message]))))
+    return closed
 
 
 async def handle_lifespan(receive, send) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from conversations.capabilities import kind_refusal
 from conversations.errors import ServiceError
@@ -215,7 +215,8 @@ def user_content(
             continue
         refusal = kind_refusal(kind=attachment.kind, model=model, relay=relay)
         if refusal and strict:
-            raise ServiceError(f"“{attachment.original_name}” cannot be sent: {refusal}.")
+            raise ServiceError(gettext("“%(name)s” cannot be sent: %(why)s.")
+                               % {"name": attachment.original_name, "why": refusal})
         if refusal:
             parts.append(_note(attachment, "is left out: this model or relay cannot take it"))
             continue

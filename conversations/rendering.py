@@ -169,14 +169,16 @@ def _render_image(_renderer, tokens, idx, options, env) -> str:
     # markdown-it binds render rules as methods of the renderer.
     token = tokens[idx]
     src = str(token.attrs.get("src", ""))
-    alt = _renderer.renderInlineAsText(token.children or [], options, env) or "image"
+    alt = _renderer.renderInlineAsText(token.children or [], options, env) or gettext("image")
     reference = REFERENCE_RE.match(src)
     if reference:
-        return f'<span class="picture-ref">[picture {reference[1]}]</span>'
+        label = gettext("[picture %(number)s]") % {"number": reference[1]}
+        return f'<span class="picture-ref">{_escape(label)}</span>'
     if _DATA_IMAGE.match(src):
         return f'<img src="{src}" alt="{_escape(alt)}">'
     # A remote image would be fetched by the browser: show a link instead.
-    return f'<a href="{_escape(src)}">[image: {_escape(alt)}]</a>'
+    label = gettext("[image: %(description)s]") % {"description": alt}
+    return f'<a href="{_escape(src)}">{_escape(label)}</a>'
 
 
 def _render_cell(renderer, tokens, idx, options, env) -> str:

@@ -13,8 +13,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_lazy
 
+from conversations.accounts import language as languages
 from conversations.billing.prices import price_usage
 from conversations.billing.usage import estimate_usage, usage_fields
 from conversations.capabilities import image_config, requested_aspect_ratio
@@ -32,10 +34,25 @@ logger = logging.getLogger(__name__)
 
 PENDING_STALE_AFTER = 60  # seconds
 
-# What a reply whose process died says, wherever it is noticed.
-DEAD_REPLY_ERROR = (
+# What a reply whose process died says, wherever it is noticed (in its owner's
+# language: str() it with that language active).
+DEAD_REPLY_ERROR = gettext_lazy(
     "The server stopped while this reply was being written; what arrived before that is kept."
 )
+
+
+def is_dead_reply_error(error: str) -> bool:
+    """`error` is DEAD_REPLY_ERROR in one of the languages (a sweep wrote it in the
+    owner's)."""
+    return bool(error) and error in _dead_reply_errors()
+
+
+def _dead_reply_errors() -> set[str]:
+    said = set()
+    for code, _ in settings.LANGUAGES:
+        with translation.override(code):
+            said.add(str(DEAD_REPLY_ERROR))
+    return said
 
 
 @dataclass(frozen=True)
@@ -48,48 +65,63 @@ class ReplyJob:
     target: RelayTarget
     body: dict[str, Any]
     model: ChatModel  # with its relay, as the reply began: it prices the reply
+    # The owner's (accounts.language), for all the generation writes and renders:
+    # it runs without a request, maybe in another process.
+    language: str
 
 
 def begin_reply(message_id: int) -> ReplyJob | None:
-    """Mark a pending reply as streaming and build its request, or None if gone."""
+    """Mark a pending reply as streaming and build its request, or None if gone.
+
+    The owner's language is read in the same query (joined, not a query more:
+    this runs for every reply); a failure here is said in it."""
     with transaction.atomic():
         message = (
             Message.objects.select_for_update(of=("self",))
             .select_related("conversation", "model__relay")
+            .annotate(**languages.owner_columns("conversation__owner"))
             .filter(pk=message_id, status=Message.Status.PENDING)
             .first()
         )
         if message is None:
             return None
-        conversation = message.conversation
-        model = message.model or conversation.model
-        if model is None:
-            _fail(message, "This conversation has no model any more; pick one and retry.")
-            return None
-        relay = model.relay
-        try:
-            target = relay_target(relay)
-            messages = build_messages(conversation=conversation, reply=message, relay=relay)
-        except (ServiceError, ValueError) as exc:
-            _fail(message, getattr(exc, "message", str(exc)))
-            return None
-        body: dict[str, Any] = {"model": model.model_id, "messages": messages}
-        if conversation.temperature is not None:
-            body["temperature"] = conversation.temperature
-        if conversation.top_p is not None:
-            body["top_p"] = conversation.top_p
-        if conversation.max_tokens:
-            body["max_tokens"] = conversation.max_tokens
-        extra_body = image_config(model=model, aspect_ratio=conversation.image_aspect_ratio,
-                                  image_size=conversation.image_size)
-        if extra_body is not None:
-            body["extra_body"] = extra_body
-        message.status = Message.Status.STREAMING
-        message.updated_at = timezone.now()
-        message.save(update_fields=["status", "updated_at"])
+        language = languages.of_row(message)
+        with translation.override(language):
+            return _begin(message, language)
+
+
+def _begin(message: Message, language: str) -> ReplyJob | None:
+    """begin_reply's work, in the owner's language, inside its transaction."""
+    conversation = message.conversation
+    model = message.model or conversation.model
+    if model is None:
+        _fail(message, gettext(
+            "This conversation has no model any more; pick one and retry."))
+        return None
+    relay = model.relay
+    try:
+        target = relay_target(relay)
+        messages = build_messages(conversation=conversation, reply=message, relay=relay)
+    except (ServiceError, ValueError) as exc:
+        _fail(message, getattr(exc, "message", str(exc)))
+        return None
+    body: dict[str, Any] = {"model": model.model_id, "messages": messages}
+    if conversation.temperature is not None:
+        body["temperature"] = conversation.temperature
+    if conversation.top_p is not None:
+        body["top_p"] = conversation.top_p
+    if conversation.max_tokens:
+        body["max_tokens"] = conversation.max_tokens
+    extra_body = image_config(model=model, aspect_ratio=conversation.image_aspect_ratio,
+                              image_size=conversation.image_size)
+    if extra_body is not None:
+        body["extra_body"] = extra_body
+    message.status = Message.Status.STREAMING
+    message.updated_at = timezone.now()
+    message.save(update_fields=["status", "updated_at"])
     return ReplyJob(
         message_id=message.pk, conversation_id=conversation.pk, owner_id=conversation.owner_id,
-        target=target, body=body, model=model,
+        target=target, body=body, model=model, language=language,
     )
 
 
@@ -130,9 +162,11 @@ def checkpoint_replies(batch: list[tuple[int, str, str]]) -> None:
 
 
 FINISH_WARNINGS = {
-    "length": "The reply stopped at the Max tokens limit; raise it and retry for the rest.",
-    "content_filter": "The model's content filter cut this reply short.",
-    "": "The relay ended the reply without saying it was finished, so it may be cut short.",
+    "length": gettext_lazy(
+        "The reply stopped at the Max tokens limit; raise it and retry for the rest."),
+    "content_filter": gettext_lazy("The model's content filter cut this reply short."),
+    "": gettext_lazy(
+        "The relay ended the reply without saying it was finished, so it may be cut short."),
 }
 
 
@@ -195,7 +229,8 @@ def finish_reply(
         if outcome.status == Message.Status.COMPLETE and outcome.finish_reason not in (
             "stop", "tool_calls"
         ):
-            warnings.append(FINISH_WARNINGS.get(outcome.finish_reason, FINISH_WARNINGS[""]))
+            warnings.append(str(FINISH_WARNINGS.get(outcome.finish_reason,
+                                                    FINISH_WARNINGS[""])))
         message.updated_at = message.completed_at = now
         # What the request carried: for the dropped-media check, and for the
         # estimate when the relay reported no usage.
@@ -204,7 +239,7 @@ def finish_reply(
         if usage is not None and sent is not None and message.model is not None:
             warnings.extend(silent_drop_warnings(sent=sent, usage=usage, model=message.model))
         warnings.append(note_served_model(message=message, served=outcome.served_model))
-        message.warning = "\n".join(w for w in warnings if w)
+        message.warning = "\n".join(str(w) for w in warnings if w)
         message.rendered = outcome.rendered
         message.first_token_ms = outcome.first_token_ms
         message.save(
@@ -261,7 +296,7 @@ def _closed_by_a_sweep(message: Message) -> bool:
     """Closed as dead by another process while its generation was in fact alive
     (a database outage kept its heartbeat from landing): the generation, which
     has every token, saves the reply as it really ended."""
-    return message.status == Message.Status.INTERRUPTED and message.error == DEAD_REPLY_ERROR
+    return message.status == Message.Status.INTERRUPTED and is_dead_reply_error(message.error)
 
 
 def close_dead_replies(
@@ -272,7 +307,8 @@ def close_dead_replies(
     A running reply's row is written at least every STREAM_CHECKPOINT_INTERVAL
     (the checkpoint is its heartbeat, seen by every process), so one untouched
     for STREAM_STALE_AFTER has nobody writing it. `message_id`: that reply
-    alone. Returns the ids closed, for the caller to announce.
+    alone. Returns the ids closed, for the caller to announce. Each is told
+    why in its owner's language (one update per language).
     """
     if older_than is None:
         older_than = timedelta(seconds=settings.STREAM_STALE_AFTER)
@@ -286,10 +322,18 @@ def close_dead_replies(
     if message_id is not None:
         stale = stale.filter(pk=message_id)
     with transaction.atomic():
-        ids = list(stale.select_for_update().values_list("pk", flat=True))
-        if ids:
-            stale.filter(pk__in=ids).update(
-                status=Message.Status.INTERRUPTED, error=DEAD_REPLY_ERROR,
+        rows = list(stale.select_for_update(of=("self",))
+                    .annotate(**languages.owner_columns("conversation__owner"))
+                    .values_list("pk", "owner_language", "owner_browser_language"))
+        ids = [pk for pk, _, _ in rows]
+        by_language: dict[str, list[int]] = {}
+        for pk, chosen, browser in rows:
+            by_language.setdefault(languages.of(chosen, browser), []).append(pk)
+        for language, closing in by_language.items():
+            with translation.override(language):
+                error = str(DEAD_REPLY_ERROR)
+            stale.filter(pk__in=closing).update(
+                status=Message.Status.INTERRUPTED, error=error,
                 updated_at=now, completed_at=now,
             )
     if ids:

@@ -83,11 +83,11 @@ def post_message(
     picture it made.
     """
     if conversation.owner_id != author.pk:
-        raise ServiceError("This conversation is not yours.")
+        raise ServiceError(gettext("This conversation is not yours."))
     text = text.strip()
     files = files or []
     if not text and not files:
-        raise ServiceError("Write a message or attach a file first.")
+        raise ServiceError(gettext("Write a message or attach a file first."))
     model = _usable_model(conversation)
     if files:
         # Checked and converted (ffprobe, ffmpeg) before the transaction takes its locks.
@@ -138,11 +138,13 @@ def picture_to_edit(
     if uuid is not None:
         chosen = pictures.filter(uuid=uuid).first()
         if chosen is None:
-            raise ServiceError("The picture you chose to edit is not in this conversation "
-                               "any more; pick another one or send without it.")
+            raise ServiceError(gettext("The picture you chose to edit is not in this "
+                                       "conversation any more; pick another one or send "
+                                       "without it."))
         refusal = kind_refusal(kind=chosen.kind, model=model, relay=model.relay)
         if refusal:
-            raise ServiceError(f"The picture you chose cannot be sent: {refusal}.")
+            raise ServiceError(gettext("The picture you chose cannot be sent: %(why)s.")
+                               % {"why": refusal})
         return chosen
     if with_files or not model.outputs_images:
         return None
@@ -154,7 +156,7 @@ def regenerate_reply(*, message: Message) -> Message:
     (Retry after a failure, Regenerate after a success). The old version is kept
     and its cost stays counted; the new one is put on screen."""
     if message.role != Message.Role.ASSISTANT or message.is_in_flight:
-        raise ServiceError("Only a finished reply can be retried.")
+        raise ServiceError(gettext("Only a finished reply can be retried."))
     return _answer_again(message.conversation, parent_id=message.parent_id)
 
 
@@ -162,11 +164,11 @@ def edit_message(*, message: Message, text: str) -> tuple[Message, Message]:
     """Ask an earlier question differently: a new branch beside the old one,
     with the same files, answered afresh. The old branch stays one click away."""
     if message.role != Message.Role.USER:
-        raise ServiceError("Only your own messages can be edited.")
+        raise ServiceError(gettext("Only your own messages can be edited."))
     text = text.strip()
     originals = list(message.attachments.all())
     if not text and not originals:
-        raise ServiceError("Write a message or attach a file first.")
+        raise ServiceError(gettext("Write a message or attach a file first."))
     conversation = message.conversation
     model = _usable_model(conversation)
     with transaction.atomic():
@@ -197,9 +199,9 @@ def edit_message(*, message: Message, text: str) -> tuple[Message, Message]:
 def continue_reply(*, message: Message) -> Message:
     """The rest of a reply that stopped at the length limit, as its continuation."""
     if message.role != Message.Role.ASSISTANT or message.finish_reason != "length":
-        raise ServiceError("Only a reply cut at the length limit can be continued.")
+        raise ServiceError(gettext("Only a reply cut at the length limit can be continued."))
     if message.is_in_flight:
-        raise ReplyInFlight("Wait for this reply to finish first.")
+        raise ReplyInFlight(gettext("Wait for this reply to finish first."))
     return _answer_again(message.conversation, parent_id=message.pk)
 
 
@@ -227,7 +229,7 @@ def _answer_again(conversation: Conversation, *, parent_id: int | None) -> Messa
 def _usable_model(conversation: Conversation) -> ChatModel:
     model = conversation.model
     if model is None or not model.is_active:
-        raise ServiceError("Pick a model for this conversation first.")
+        raise ServiceError(gettext("Pick a model for this conversation first."))
     return model
 
 
@@ -254,7 +256,8 @@ def _lock_idle(conversation: Conversation) -> None:
     """
     list(Conversation.objects.select_for_update().filter(pk=conversation.pk).values_list("pk"))
     if conversation.messages.in_flight().exists():
-        raise ReplyInFlight("Wait for the current reply to finish, or stop it, before sending.")
+        raise ReplyInFlight(
+            gettext("Wait for the current reply to finish, or stop it, before sending."))
 
 
 def check_budget(*, owner: AbstractBaseUser) -> None:
@@ -315,7 +318,7 @@ def request_stop(*, message: Message) -> bool:
 def rename_conversation(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join(title.split())[:TITLE_LENGTH * 2]
     if not title:
-        raise ServiceError("A title cannot be empty.")
+        raise ServiceError(gettext("A title cannot be empty."))
     conversation.title = title
     conversation.title_source = Conversation.TitleSource.USER  # never named again
     conversation.save(update_fields=["title", "title_source"])
@@ -344,7 +347,7 @@ def delete_conversation(*, conversation: Conversation) -> None:
             _lock_idle(conversation)
         except ServiceError as busy:
             raise ServiceError(
-                "Stop the reply being written before deleting this conversation."
+                gettext("Stop the reply being written before deleting this conversation.")
             ) from busy
         conversation.messages.all().delete()  # attachments cascade; media/uploads.py frees files
         conversation.deleted_at = timezone.now()

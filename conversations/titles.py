@@ -18,8 +18,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import F
 from django.template.loader import render_to_string
+from django.utils import translation
 from django.utils.html import escape
 
+from conversations.accounts import language as languages
 from conversations.billing.prices import price_usage
 from conversations.billing.usage import usage_fields
 from conversations.events import ConversationRetitled, conversation_group, publish
@@ -116,7 +118,8 @@ def _save_title(conversation_id: int, title: str, model: ChatModel,
                 raw_usage: dict | None) -> str | None:
     """Save the title unless its owner renamed it meanwhile; the heading and
     sidebar entry as HTML for the pages, or None."""
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    conversation = (Conversation.objects.filter(pk=conversation_id)
+                    .annotate(**languages.owner_columns("owner")).first())
     if conversation is None:
         return None
     fields = usage_fields(raw_usage)
@@ -137,7 +140,8 @@ def _save_title(conversation_id: int, title: str, model: ChatModel,
     if not named:
         return None
     conversation.title = title
-    heading = render_to_string("conversations/_title.html", {"conversation": conversation})
+    with translation.override(languages.of_row(conversation)):  # for the owner's pages
+        heading = render_to_string("conversations/_title.html", {"conversation": conversation})
     return str(upsert("conversation-head", heading)) + _sidebar_title(conversation)
 
 

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext, pgettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
@@ -70,17 +71,22 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 def _refusal_words(exception: Exception | None) -> str:
     if isinstance(exception, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
-        return (f"This message is too long to send: its text and settings can be at most "
-                f"{limit:g} MB (attached files have their own limits). Nothing was sent.")
+        return gettext(
+            "This message is too long to send: its text and settings can be at most "
+            "%(limit)s MB (attached files have their own limits). Nothing was sent."
+        ) % {"limit": f"{limit:g}"}
     if isinstance(exception, TooManyFilesSent):
-        return (f"Too many files in one message: the server reads at most "
-                f"{settings.DATA_UPLOAD_MAX_NUMBER_FILES}. Nothing was sent.")
+        return gettext(
+            "Too many files in one message: the server reads at most %(limit)s. "
+            "Nothing was sent."
+        ) % {"limit": settings.DATA_UPLOAD_MAX_NUMBER_FILES}
     if isinstance(exception, TooManyFieldsSent):
-        return "This form sent more fields than the server accepts. Nothing was sent."
+        return gettext("This form sent more fields than the server accepts. Nothing was sent.")
     if isinstance(exception, MultiPartParserError):
-        return ("The server could not read what was sent (the upload was malformed or cut "
-                "off). Nothing was sent; try again.")
-    return "The server could not understand that request. Nothing was sent; try again."
+        return gettext("The server could not read what was sent (the upload was malformed or "
+                       "cut off). Nothing was sent; try again.")
+    return gettext("The server could not understand that request. Nothing was sent; "
+                   "try again.")
 
 
 # Replaces a shown error by id (an upsert never removes anything).
@@ -89,7 +95,9 @@ _NO_COMPOSER_ERROR = '<p id="composer-error" hidden></p>'
 
 def _form_errors(form) -> str:
     return " ".join(
-        f"{form.fields[name].label if name in form.fields else ''}: {error}".lstrip(": ")
+        pgettext("a form field's error", "%(field)s: %(error)s")
+        % {"field": form.fields[name].label, "error": error}
+        if name in form.fields and form.fields[name].label else str(error)
         for name, errors in form.errors.items()
         for error in errors
     )

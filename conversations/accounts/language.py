@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
+from django.db.models import F
 from django.dispatch import receiver
 from django.utils import translation
 
@@ -32,9 +33,25 @@ def supported(code: str | None) -> str | None:
 def for_user(user_id: int) -> str:
     row = Preferences.objects.filter(user_id=user_id).values_list(
         "language", "browser_language").first()
-    if row:
-        return supported(row[0]) or supported(row[1]) or settings.LANGUAGE_CODE
-    return settings.LANGUAGE_CODE
+    return of(*row) if row else settings.LANGUAGE_CODE
+
+
+def of(chosen: str | None, browser: str | None) -> str:
+    """The language of a person's Preferences columns (read joined elsewhere,
+    e.g. with `OWNER_LANGUAGE` annotations): the chosen one, else the browser's."""
+    return supported(chosen) or supported(browser) or settings.LANGUAGE_CODE
+
+
+def owner_columns(path: str) -> dict[str, F]:
+    """Annotations reading the Preferences of the user at `path` (e.g.
+    "conversation__owner") in the same query: pass them to `of`."""
+    return {"owner_language": F(f"{path}__preferences__language"),
+            "owner_browser_language": F(f"{path}__preferences__browser_language")}
+
+
+def of_row(obj) -> str:
+    """The language of an object annotated with `owner_columns`."""
+    return of(getattr(obj, "owner_language", None), getattr(obj, "owner_browser_language", None))
 
 
 def choose(user, code: str) -> None:

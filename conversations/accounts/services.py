@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from conversations.errors import ServiceError
 from conversations.events import AccountClosed, publish, user_group
@@ -22,9 +23,9 @@ def add_user(*, username: str, password: str, is_staff: bool = False) -> Abstrac
 def set_active(*, user: AbstractUser, active: bool, by: AbstractUser) -> None:
     """Switch `user` on or off. Off ends every session they have at once."""
     if user.pk == by.pk:
-        raise ServiceError("You cannot deactivate yourself; ask another staff member.")
+        raise ServiceError(gettext("You cannot deactivate yourself; ask another staff member."))
     if user.is_superuser and not by.is_superuser:
-        raise ServiceError("Only a superuser can change another superuser.")
+        raise ServiceError(gettext("Only a superuser can change another superuser."))
     if user.is_active == active:
         return
     with transaction.atomic():

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from conversations.accounts import language, services
@@ -50,7 +51,8 @@ def people(request: HttpRequest) -> HttpResponse:
         user = services.add_user(username=form.cleaned_data["username"],
                                  password=form.cleaned_data["password1"],
                                  is_staff=form.cleaned_data["is_staff"])
-        messages.success(request, f"Added {user.get_username()}. Give them their password.")
+        messages.success(request, gettext("Added %(name)s. Give them their password.")
+                         % {"name": user.get_username()})
         return redirect("people")
     users = get_user_model().objects.order_by("-is_active", "username")
     return render(request, "accounts/people.html", {"form": form, "users": users},
@@ -67,8 +69,9 @@ def person_active(request: HttpRequest, pk: int) -> HttpResponse:
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{user.get_username()} is "
-                         f"{'active again' if active else 'deactivated and signed out'}.")
+        done = (gettext("%(name)s is active again.") if active
+                else gettext("%(name)s is deactivated and signed out."))
+        messages.success(request, done % {"name": user.get_username()})
     return redirect("people")
 
 

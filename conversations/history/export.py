@@ -14,7 +14,9 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 
 from django.db.models import Prefetch
+from django.utils import translation
 from django.utils.text import slugify
+from django.utils.translation import gettext, ngettext
 
 from conversations.history.tree import Tree
 from conversations.models import Attachment, Conversation, Message
@@ -28,19 +30,21 @@ def markdown(conversation: Conversation, *, file_url: Callable[[Attachment], str
     lines = [f"# {_one_line(str(conversation))}", ""]
     if conversation.system_prompt.strip():
         prompt = [f"> {line}" for line in conversation.system_prompt.splitlines()]
-        lines += ["> System prompt:", *prompt, ""]
+        lines += ["> " + gettext("System prompt:"), *prompt, ""]
     for message in _branch(conversation):
-        who = "You" if message.role == Message.Role.USER else (
-            str(message.model) if message.model else "Assistant")
+        who = gettext("You") if message.role == Message.Role.USER else (
+            str(message.model) if message.model else gettext("Assistant"))
         lines += [f"## {who} · {message.created_at:%Y-%m-%d %H:%M}", ""]
         if message.text:
             lines += [message.text, ""]
         if message.error:
-            lines += [f"*Failed: {message.error}*", ""]
+            lines += ["*" + gettext("Failed: %(error)s") % {"error": message.error} + "*", ""]
         for attachment in message.attachment_list:
             label = _link_text(attachment.original_name)
-            lines.append(f"- [{label}]({file_url(attachment)}) ({attachment.kind}, "
-                         f"{attachment.size:,} bytes)")
+            about = ngettext("%(kind)s, %(size)s byte", "%(kind)s, %(size)s bytes",
+                             attachment.size) % {"kind": attachment.kind,
+                                                 "size": f"{attachment.size:,}"}
+            lines.append(f"- [{label}]({file_url(attachment)}) ({about})")
         if message.attachment_list:
             lines.append("")
     return "\n".join(lines)
@@ -49,7 +53,19 @@ def markdown(conversation: Conversation, *, file_url: Callable[[Attachment], str
 def zip_stream(conversations: Iterable[Conversation], *,
                file_url: Callable[[Attachment], str]) -> Iterator[bytes]:
     """A zip with, per conversation, conversation.json (every message and version),
-    conversation.md and its files under files/."""
+    conversation.md and its files under files/. In the language active when it is
+    called: the response reads it later, maybe in another thread."""
+    return _zip_chunks(conversations, file_url=file_url, language=translation.get_language())
+
+
+def _zip_chunks(conversations: Iterable[Conversation], *,
+                file_url: Callable[[Attachment], str], language: str) -> Iterator[bytes]:
+    with translation.override(language):
+        yield from _zip_in_language(conversations, file_url=file_url)
+
+
+def _zip_in_language(conversations: Iterable[Conversation], *,
+                     file_url: Callable[[Attachment], str]) -> Iterator[bytes]:
     sink = _Sink()
     with zipfile.ZipFile(sink, mode="w") as archive:
         for conversation in conversations:
@@ -75,7 +91,7 @@ def _write_file(archive: zipfile.ZipFile, sink: _Sink, attachment: Attachment,
     try:
         source = attachment.file.storage.open(attachment.file.name, "rb")
     except OSError:
-        archive.writestr(f"{name}.missing.txt", "This file was missing from storage.")
+        archive.writestr(f"{name}.missing.txt", gettext("This file was missing from storage."))
         yield sink.take()
         return
     info = zipfile.ZipInfo(name, date_time=attachment.created_at.timetuple()[:6])

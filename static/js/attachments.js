@@ -28,9 +28,20 @@
     return "file";
   }
 
+  // What a file too large for its kind is told, by kind (kindOf).
+  var TOO_LARGE = {
+    image: gettext("“%(name)s”: it is %(size)s, and images can be at most %(max)s."),
+    audio: gettext("“%(name)s”: it is %(size)s, and audio files can be at most %(max)s."),
+    video: gettext("“%(name)s”: it is %(size)s, and videos can be at most %(max)s."),
+    pdf: gettext("“%(name)s”: it is %(size)s, and PDFs can be at most %(max)s."),
+    file: gettext("“%(name)s”: it is %(size)s, and files can be at most %(max)s.")
+  };
+
   function sizeWords(bytes) {
-    if (bytes >= 1024 * 1024) return (bytes / (1024 * 1024)).toFixed(1) + " MB";
-    return Math.max(1, Math.round(bytes / 1024)) + " KB";
+    if (bytes >= 1024 * 1024) {
+      return interpolate(gettext("%(size)s MB"), { size: (bytes / (1024 * 1024)).toFixed(1) }, true);
+    }
+    return interpolate(gettext("%(size)s KB"), { size: Math.max(1, Math.round(bytes / 1024)) }, true);
   }
 
   function syncInput() {
@@ -59,17 +70,25 @@
     var found = [];
     var total = 0;
     if (lim.maxFiles && chosen.length > lim.maxFiles) {
-      found.push("Attach at most " + lim.maxFiles + " files to one message (there are " + chosen.length + ").");
+      found.push(interpolate(ngettext(
+        "Attach at most %(max)s file to one message (there are %(count)s).",
+        "Attach at most %(max)s files to one message (there are %(count)s).", lim.maxFiles),
+        { max: lim.maxFiles, count: chosen.length }, true));
     }
     chosen.forEach(function (file) {
       total += file.size;
       var kind = kindOf(file);
       var max = lim.perKind && lim.perKind[kind];
-      if (file.size === 0) found.push("“" + file.name + "”: the file is empty (0 bytes).");
-      else if (max && file.size > max) found.push("“" + file.name + "”: it is " + sizeWords(file.size) + ", and " + (kind === "pdf" ? "PDFs" : kind + " files") + " can be at most " + sizeWords(max) + ".");
+      if (file.size === 0) {
+        found.push(interpolate(gettext("“%(name)s”: the file is empty (0 bytes)."), { name: file.name }, true));
+      } else if (max && file.size > max) {
+        found.push(interpolate(TOO_LARGE[kind] || TOO_LARGE.file,
+          { name: file.name, size: sizeWords(file.size), max: sizeWords(max) }, true));
+      }
     });
     if (lim.maxTotal && total > lim.maxTotal) {
-      found.push("These files add up to " + sizeWords(total) + "; one message can carry at most " + sizeWords(lim.maxTotal) + ".");
+      found.push(interpolate(gettext("These files add up to %(total)s; one message can carry at most %(max)s."),
+        { total: sizeWords(total), max: sizeWords(lim.maxTotal) }, true));
     }
     return found;
   }
@@ -84,7 +103,10 @@
       var match;
       while ((match = tree.exec(text)) !== null) count = Math.max(count, parseInt(match[1] || match[2], 10));
       if (!count) count = (text.match(/\/Type\s*\/Page(?![s\w])/g) || []).length;
-      if (count) target.textContent = "PDF · " + count + " page" + (count === 1 ? "" : "s") + " · " + sizeWords(file.size);
+      if (count) {
+        target.textContent = interpolate(ngettext("PDF · %(count)s page · %(size)s", "PDF · %(count)s pages · %(size)s", count),
+          { count: count, size: sizeWords(file.size) }, true);
+      }
     }).catch(function () {});
   }
 
@@ -132,13 +154,15 @@
       name.textContent = file.name;
       var info = document.createElement("span");
       info.className = "muted small attachment-info";
-      info.textContent = (kind === "pdf" ? "PDF · " : "") + sizeWords(file.size);
+      info.textContent = kind === "pdf"
+        ? interpolate(gettext("PDF · %(size)s"), { size: sizeWords(file.size) }, true)
+        : sizeWords(file.size);
       if (kind === "pdf") pdfPages(file, info);
       var remove = document.createElement("button");
       remove.type = "button";
       remove.className = "link remove-attachment";
-      remove.textContent = "Remove";
-      remove.setAttribute("aria-label", "Remove " + file.name);
+      remove.textContent = gettext("Remove");
+      remove.setAttribute("aria-label", interpolate(gettext("Remove %(name)s"), { name: file.name }, true));
       remove.addEventListener("click", function () {
         chosen.splice(index, 1);
         changed();
@@ -156,7 +180,9 @@
     syncInput();
     render();
     var found = problems();
-    showWarning(found.length ? found.join(" ") + " Remove or replace it before sending." : "");
+    showWarning(found.length
+      ? interpolate(gettext("%(problems)s Remove or replace it before sending."), { problems: found.join(" ") }, true)
+      : "");
   }
 
   function add(files) {
@@ -225,7 +251,7 @@
     var found = problems();
     if (found.length) {
       evt.preventDefault();
-      showWarning(found.join(" ") + " Nothing was sent.");
+      showWarning(interpolate(gettext("%(problems)s Nothing was sent."), { problems: found.join(" ") }, true));
       return;
     }
     var bar = progressBar();
@@ -246,13 +272,13 @@
     if (percent >= 100) {
       bar.setAttribute("data-done", "");
       bar.removeAttribute("value");  // indeterminate while the server checks the files
-      bar.setAttribute("aria-label", "Checking the files");
+      bar.setAttribute("aria-label", gettext("Checking the files"));
     }
   });
   document.addEventListener("htmx:afterRequest", function (evt) {
     if (evt.detail.elt !== composer()) return;
     var bar = progressBar();
-    if (bar) { bar.hidden = true; bar.value = 0; bar.setAttribute("aria-label", "Upload progress"); }
+    if (bar) { bar.hidden = true; bar.value = 0; bar.setAttribute("aria-label", gettext("Upload progress")); }
     var xhr = evt.detail.xhr;
     var accepted = xhr && xhr.status >= 200 && xhr.status < 300;
     if (accepted) {

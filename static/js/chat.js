@@ -167,8 +167,8 @@
         && openSocket.readyState === WebSocket.OPEN) return;
     openSocket = null;
     connectionStatus(navigator.onLine === false
-      ? "You are offline. The page reconnects as soon as the network is back; replies keep being written on the server."
-      : "Connection lost, reconnecting… Replies keep being written on the server; nothing is lost.");
+      ? gettext("You are offline. The page reconnects as soon as the network is back; replies keep being written on the server.")
+      : gettext("Connection lost, reconnecting… Replies keep being written on the server; nothing is lost."));
   });
   function reconnectNow() {
     if (!socketWrapper || openSocket) return;
@@ -283,19 +283,20 @@
     box.appendChild(p);
   }
   document.addEventListener("htmx:sendError", function () {
-    showComposerError("Could not reach the server. Check your connection and try again; your message is still in the box.");
+    showComposerError(gettext("Could not reach the server. Check your connection and try again; your message is still in the box."));
   });
   document.addEventListener("htmx:responseError", function (evt) {
     var xhr = evt.detail.xhr;
     if (!xhr) return;
     if (xhr.status === 403) {
-      showComposerError("The server refused this (403). Your session may have expired: reload the page and sign in again; your message is still in the box.");
+      showComposerError(gettext("The server refused this (403). Your session may have expired: reload the page and sign in again; your message is still in the box."));
     } else if (xhr.status === 404) {
-      showComposerError("That conversation or message no longer exists (404). It may have been deleted in another tab.");
+      showComposerError(gettext("That conversation or message no longer exists (404). It may have been deleted in another tab."));
     } else if (xhr.status === 413) {
-      showComposerError("That is too large for the server to accept (413). Send fewer or smaller files.");
+      showComposerError(gettext("That is too large for the server to accept (413). Send fewer or smaller files."));
     } else if (xhr.status >= 500) {
-      showComposerError("The server had a problem (" + xhr.status + "). Nothing was lost; try again.");
+      showComposerError(interpolate(gettext("The server had a problem (%(status)s). Nothing was lost; try again."),
+        { status: xhr.status }, true));
     }
   });
 
@@ -337,9 +338,9 @@
     var label = button.getAttribute("data-label") || button.textContent;
     button.setAttribute("data-label", label);
     copyText(text).then(function () {
-      button.textContent = "Copied";
+      button.textContent = gettext("Copied");
     }, function () {
-      button.textContent = "Copy failed";
+      button.textContent = gettext("Copy failed");
     }).then(function () {
       setTimeout(function () { button.textContent = label; }, 1500);
     });
