@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext
 
 from conversations.capabilities import ASPECT_RATIOS, IMAGE_SIZES
 from conversations.models import ChatModel, Conversation
@@ -9,9 +10,33 @@ from conversations.models import ChatModel, Conversation
 MAX_MESSAGE_CHARS = 200_000
 
 
+def model_choice_label(model: ChatModel) -> str:
+    """A model with what it takes and makes, so a person picks knowingly."""
+    kinds = [word for flag, word in (
+        (model.accepts_image, _("pictures")), (model.accepts_audio, _("audio")),
+        (model.accepts_video, _("video")), (model.accepts_pdf, "PDF"),
+        (model.outputs_images, _("makes pictures")),
+    ) if flag]
+    if not kinds:
+        return str(model)
+    return pgettext("a model and what it takes", "%(model)s · %(kinds)s") % {
+        "model": model, "kinds": ", ".join(str(k) for k in kinds)}
+
+
 class ModelChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: ChatModel) -> str:
-        return str(obj)
+        return model_choice_label(obj)
+
+
+class ModelPickForm(forms.Form):
+    """The chat header's model picker: switches the chat's model, nothing else."""
+
+    model = ModelChoiceField(queryset=ChatModel.objects.none(), empty_label=None,
+                             label=_("Model"))
+
+    def __init__(self, *args, viewer=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].queryset = ChatModel.objects.offered_to(viewer)
 
 
 class ConversationSettingsForm(forms.ModelForm):
@@ -39,9 +64,9 @@ class ConversationSettingsForm(forms.ModelForm):
         model = Conversation
         fields = ["model", "system_prompt", "temperature", "top_p", "max_tokens"]
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, viewer=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = ChatModel.objects.usable()
+        self.fields["model"].queryset = ChatModel.objects.offered_to(viewer)
 
 
 class MessageForm(forms.Form):

@@ -89,9 +89,19 @@ class RelayProbe(models.Model):
         return f"Probe of {self.relay} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+# A simulator model that fails on purpose (simulator/behaviour.py): for staff
+# trying out error handling, never offered to others or made anyone's default.
+SIMULATED_FAILURE = Q(relay__is_simulated=True, model_id__contains="@fail=")
+
+
 class ChatModelQuerySet(models.QuerySet):
     def usable(self):
         return self.filter(is_active=True, relay__is_active=True).select_related("relay")
+
+    def offered_to(self, user):
+        """The models `user` picks from."""
+        usable = self.usable()
+        return usable if getattr(user, "is_staff", False) else usable.exclude(SIMULATED_FAILURE)
 
 
 class ChatModel(models.Model):

@@ -44,6 +44,12 @@ def create_conversation(
     )
 
 
+def switch_model(*, conversation: Conversation, model: ChatModel) -> Conversation:
+    conversation.model = model
+    conversation.save(update_fields=["model"])
+    return conversation
+
+
 def update_conversation_settings(
     *,
     conversation: Conversation,

@@ -21,10 +21,15 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from conversations import services
 from conversations.context import context_meter
 from conversations.errors import ReplyInFlight, ServiceError
-from conversations.forms import ConversationSettingsForm, MessageForm, NewConversationForm
+from conversations.forms import (
+    ConversationSettingsForm,
+    MessageForm,
+    ModelPickForm,
+    NewConversationForm,
+)
 from conversations.fragments import message_list, messages_upsert, render_window, upsert
 from conversations.media.uploads import prepare_uploads
-from conversations.models import ChatModel, Conversation
+from conversations.models import SIMULATED_FAILURE, ChatModel, Conversation
 from conversations.selectors import (
     branch_window,
     get_conversation_for_user,
@@ -115,7 +120,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = NewConversationForm(request.POST)
+        form = NewConversationForm(request.POST, viewer=request.user)
         if not form.is_valid():
             if request.htmx:
                 return _composer_error(_form_errors(form))
@@ -146,17 +151,18 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                           status=UNPROCESSABLE)
         url = reverse("conversation", kwargs={"pk": conversation.pk})
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    last = Conversation.objects.for_user(request.user).filter(model__isnull=False).first()
+    last = (Conversation.objects.for_user(request.user).filter(model__isnull=False)
+            .exclude(model__in=ChatModel.objects.filter(SIMULATED_FAILURE)).first())
     if last is not None:
         initial = {"model": last.model, "temperature": last.temperature, "top_p": last.top_p,
                    "max_tokens": last.max_tokens}
     else:
         # A first chat starts on the model that takes the most kinds of file.
-        initial = {"model": ChatModel.objects.usable().order_by(
+        initial = {"model": ChatModel.objects.offered_to(request.user).order_by(
             "-accepts_video", "-accepts_audio", "-accepts_pdf", "-accepts_image",
             "display_name", "model_id",
         ).first()}
-    form = NewConversationForm(initial=initial)
+    form = NewConversationForm(initial=initial, viewer=request.user)
     return render(request, "conversations/new.html", _page_context(request, form=form))
 
 
@@ -173,7 +179,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         messages=render_window(window),
         has_messages=bool(window.items),
         meter=context_meter(conversation=conversation),
-        settings_form=ConversationSettingsForm(instance=conversation),
+        settings_form=ConversationSettingsForm(instance=conversation, viewer=request.user),
         message_form=MessageForm(),
     )
     return render(request, "conversations/detail.html", context)
@@ -208,7 +214,7 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
 @require_POST
 def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
-    form = ConversationSettingsForm(request.POST, instance=conversation)
+    form = ConversationSettingsForm(request.POST, instance=conversation, viewer=request.user)
     if not form.is_valid():
         return render(request, "conversations/_settings.html",
                       {"conversation": conversation, "settings_form": form},
@@ -220,6 +226,35 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     )
     return render(request, "conversations/_settings.html",
                   {"conversation": conversation, "settings_form": form, "saved": True})
+
+
+@login_required
+@require_POST
+def conversation_model(request: HttpRequest, pk: int) -> HttpResponse:
+    """The header's model picker: the next replies come from the model picked."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    form = ModelPickForm(request.POST, viewer=request.user)
+    if not form.is_valid():
+        return _composer_error(_form_errors(form))
+    services.switch_model(conversation=conversation, model=form.cleaned_data["model"])
+    return render(request, "conversations/_model_switched.html", {
+        "conversation": conversation,
+        "settings_form": ConversationSettingsForm(instance=conversation, viewer=request.user),
+        "meter": context_meter(conversation=conversation),
+    })
+
+
+@login_required
+@require_POST
+def conversation_carry_over(request: HttpRequest, pk: int) -> HttpResponse:
+    """Continue in a new chat: the old one grew past the model's window."""
+    conversation = get_conversation_for_user(user=request.user, pk=pk)
+    try:
+        fresh = services.continue_in_new_chat(conversation=conversation, author=request.user)
+    except ServiceError as exc:
+        return _refused(exc)
+    url = reverse("conversation", kwargs={"pk": fresh.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @login_required

@@ -101,7 +101,8 @@ def test_the_new_chat_page_in_chinese(alice, conversation):
 def test_a_conversation_page_in_chinese(alice, conversation):
     html = _get(_signed_in(alice), reverse("conversation", args=[conversation.pk]), CHINESE)
     for chinese in (">设置</summary>", ">重命名</summary>", ">置顶</button>", ">归档</button>",
-                    ">导出</summary>", ">删除</summary>", ">永久删除</button>", ">编辑</summary>", ">重新生成</button>",
+                    ">导出</summary>", ">删除</summary>", ">永久删除</button>",
+                    ">编辑</summary>", ">重新生成</button>",
                     ">复制</button>", f"提示 {_chinese_number(1_234_567)}",
                     f"补全 {_chinese_number(2_000)}", "token 上下文窗口",
                     'aria-label="对话记录"', "合计"):

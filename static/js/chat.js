@@ -132,6 +132,23 @@
     if (stickToBottom && list) window.scrollTo(0, document.body.scrollHeight);
   }
 
+  // Where the model's view of a long conversation begins (the meter says, once
+  // older turns no longer fit its window): a note above that message.
+  function markViewStart() {
+    var note = document.querySelector("[data-view-start]");
+    var start = note && byId(note.getAttribute("data-view-start"));
+    var marker = document.querySelector(".view-start-marker");
+    if (marker && (!start || marker.nextElementSibling !== start)) { marker.remove(); marker = null; }
+    if (!start || marker) return;
+    marker = document.createElement("p");
+    marker.className = "view-start-marker";
+    marker.setAttribute("role", "note");
+    marker.textContent = note.getAttribute("data-view-start-label");
+    start.before(marker);
+  }
+  document.addEventListener("htmx:afterSettle", markViewStart);
+  document.addEventListener("DOMContentLoaded", markViewStart);
+
   document.addEventListener("htmx:oobAfterSwap", afterContentChange);
   document.addEventListener("htmx:wsAfterMessage", afterContentChange);
 

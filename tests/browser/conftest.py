@@ -139,10 +139,18 @@ def last_reply(page):
     return page.locator("article.message-assistant").last
 
 
+def pick_model(page, name: str, label: str = "Model") -> None:
+    """Choose the model named `name` in the select labelled `label` (its option
+    says what the model takes after the name: "Name · pictures, audio")."""
+    select = page.get_by_label(label, exact=True)
+    option = select.locator("option").filter(has_text=re.compile(rf"^{re.escape(name)}( · |$)"))
+    select.select_option(option.first.get_attribute("value"))
+
+
 def start_chat(page, live_app: LiveApp, model: str, text: str) -> str:
     """New chat with `model`, first message sent with Enter; returns the conversation URL."""
     page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label=model)
+    pick_model(page, model)
     message_box(page).fill(text)
     message_box(page).press("Enter")
     page.wait_for_url(re.compile(r".*/c/\d+/$"))

@@ -9,7 +9,14 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in, start_chat
+from tests.browser.conftest import (
+    REPLY_TIMEOUT,
+    last_reply,
+    message_box,
+    pick_model,
+    sign_in,
+    start_chat,
+)
 from tests.fixtures import media
 
 SCREENS = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "height": 844}}
@@ -47,8 +54,7 @@ def chat_url(browser, live_app, tmp_path_factory) -> str:
     expect(last_reply(page)).to_have_attribute("data-status", "complete",
                                                timeout=REPLY_TIMEOUT)
     page.locator("summary", has_text="Settings").click()
-    page.get_by_label("Model", exact=True).select_option(
-        label="Out-of-quota key (simulated failure)")
+    pick_model(page, "Out-of-quota key (simulated failure)")
     page.get_by_role("button", name="Save").click()
     message_box(page).fill("Will this work?")
     message_box(page).press("Enter")

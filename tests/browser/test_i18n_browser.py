@@ -14,7 +14,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD, REPLY_TIMEOUT, last_reply
+from tests.browser.conftest import PASSWORD, REPLY_TIMEOUT, last_reply, pick_model
 from tests.fixtures import media
 
 WORKING = "Gemini 2.5 Flash (simulated)"
@@ -103,7 +103,7 @@ def test_every_page_in_chinese_then_english_from_the_menu_and_back(chinese: Page
     # A chat with an attachment.
     page.goto(f"{live_app.url}/c/new/")
     _no_english(page, names, "the new-chat page")
-    page.get_by_label("模型").select_option(label=WORKING)
+    pick_model(page, WORKING, "模型")
     picture = tmp_path / "照片.png"
     picture.write_bytes(media.png(64, 48))
     page.locator("input[type=file]").set_input_files(str(picture))
@@ -115,7 +115,7 @@ def test_every_page_in_chinese_then_english_from_the_menu_and_back(chinese: Page
 
     # A relay's error, explained in Chinese around the relay's own words.
     page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("模型").select_option(label=OUT_OF_QUOTA)
+    pick_model(page, OUT_OF_QUOTA, "模型")
     page.get_by_label("消息", exact=True).fill("这次能成功吗？")
     page.get_by_label("消息", exact=True).press("Enter")
     page.wait_for_url(re.compile(r".*/c/\d+/$"))

@@ -14,7 +14,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, pick_model, sign_in
 from tests.fixtures import media
 
 MODEL = "Gemini, every medium as image_url (simulated)"
@@ -54,7 +54,7 @@ def files(tmp_path):
 def _new_chat(page: Page, live_app) -> None:
     sign_in(page, live_app)
     page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label=MODEL)
+    pick_model(page, MODEL)
 
 
 def _previews(page: Page):

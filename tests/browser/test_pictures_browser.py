@@ -10,7 +10,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, sign_in
+from tests.browser.conftest import REPLY_TIMEOUT, last_reply, message_box, pick_model, sign_in
 
 MODEL = "Gemini 2.5 Flash Image (simulated)"
 
@@ -38,7 +38,7 @@ def test_a_person_makes_a_picture_downloads_it_edits_it_twice_and_finds_all_in_t
 ):
     sign_in(page, live_app)
     page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label=MODEL)
+    pick_model(page, MODEL)
     page.get_by_label("Aspect ratio").select_option("16:9")
     _send(page, "A lighthouse at dusk")
     page.wait_for_url(re.compile(r".*/c/\d+/$"))

@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     REPLY_TIMEOUT,
     last_reply,
     message_box,
+    pick_model,
     sign_in,
 )
 from tests.fixtures import media
@@ -76,7 +77,7 @@ def test_staff_set_up_a_relay_that_drops_audio_and_a_user_then_sends_audio_that_
     page.context.clear_cookies()
     sign_in(page, live_app, "carol")
     page.goto(f"{live_app.url}/c/new/")
-    page.get_by_label("Model").select_option(label="gemini-2.5-flash-lite")
+    pick_model(page, "gemini-2.5-flash-lite")
     memo = tmp_path / "memo.wav"
     memo.write_bytes(media.wav(1.0))
     page.set_input_files("#id_files", [str(memo)])
