@@ -55,6 +55,24 @@ def kind_refusal(*, kind: str, model: ChatModel | None, relay: Relay) -> str:
     return ""
 
 
+def refusals_for(*, model: ChatModel, viewer) -> dict[str, str]:
+    """Each kind of file `model` cannot be sent, with the reason in words for
+    `viewer`: what to change for staff, what to pick for everyone else. The
+    page refuses a file with these the moment it is picked (static/js)."""
+    staff = getattr(viewer, "is_staff", False)
+    found = {}
+    for kind in KIND_WORDS:
+        refusal = kind_refusal(kind=kind, model=model, relay=model.relay)
+        if refusal and not staff:
+            refusal = gettext(
+                "%(model)s cannot take %(kind)s here. Pick a model that does: the model "
+                "menu says what each one takes"
+            ) % {"model": model, "kind": KIND_WORDS[kind]}
+        if refusal:
+            found[kind] = refusal
+    return found
+
+
 # Gemini image models' options (PROTOCOL.md §7, seed 004).
 ASPECT_RATIOS = ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
 IMAGE_SIZES = ["1K", "2K", "4K"]

@@ -3,8 +3,11 @@ responses that change the model (settings, the picker itself)."""
 
 from __future__ import annotations
 
+import json
+
 from django import template
 
+from conversations.capabilities import refusals_for
 from conversations.forms import ModelPickForm, model_choice_label
 
 register = template.Library()
@@ -15,9 +18,15 @@ def model_picker(context, conversation, *, oob: bool = False):
     request = context.get("request")
     form = ModelPickForm(initial={"model": conversation.model_id},
                          viewer=getattr(request, "user", None))
-    return {"conversation": conversation, "form": form, "oob": oob}
+    return {"conversation": conversation, "form": form, "oob": oob, "request": request}
 
 
 @register.filter
 def model_choice(model) -> str:
     return model_choice_label(model)
+
+
+@register.filter
+def refusals(model, viewer) -> str:
+    """The kinds of file `model` cannot be sent, as JSON for the page's script."""
+    return json.dumps(refusals_for(model=model, viewer=viewer), ensure_ascii=False)

@@ -77,6 +77,8 @@
     }
     chosen.forEach(function (file) {
       total += file.size;
+      var refusal = refusalOf(file);
+      if (refusal) found.push(refusal);
       var kind = kindOf(file);
       var max = lim.perKind && lim.perKind[kind];
       if (file.size === 0) {
@@ -176,24 +178,52 @@
     box.appendChild(list);
   }
 
-  function changed() {
+  // What the chosen model (the header's picker, or the new chat's) cannot be sent,
+  // by kind, in words for this person: the server's own rule (capabilities.py).
+  function modelRefusals() {
+    var select = byId("header-model") || byId("id_model");
+    var option = select && select.options[select.selectedIndex];
+    if (!option) return {};
+    try { return JSON.parse(option.getAttribute("data-refusals") || "{}"); } catch (e) { return {}; }
+  }
+
+  function refusalOf(file) {
+    var reason = modelRefusals()[kindOf(file)];
+    return reason
+      ? interpolate(gettext("“%(name)s” cannot be sent: %(reason)s."), { name: file.name, reason: reason }, true)
+      : "";
+  }
+
+  // `notAttached`: files refused as they were picked (nothing of them is uploaded).
+  function changed(notAttached) {
     syncInput();
     render();
+    var words = (notAttached || []).slice();
     var found = problems();
-    showWarning(found.length
-      ? interpolate(gettext("%(problems)s Remove or replace it before sending."), { problems: found.join(" ") }, true)
-      : "");
+    if (found.length) {
+      words.push(interpolate(gettext("%(problems)s Remove or replace it before sending."), { problems: found.join(" ") }, true));
+    }
+    showWarning(words.join(" "));
   }
 
   function add(files) {
+    var refused = [];
     Array.prototype.forEach.call(files || [], function (file) {
+      var refusal = refusalOf(file);
+      if (refusal) { refused.push(refusal); return; }
       var duplicate = chosen.some(function (c) {
         return c.name === file.name && c.size === file.size && c.lastModified === file.lastModified;
       });
       if (!duplicate) chosen.push(file);
     });
-    changed();
+    changed(refused);
   }
+
+  // Another model picked with files attached: say at once what it cannot take.
+  document.addEventListener("change", function (evt) {
+    var id = evt.target && evt.target.id;
+    if ((id === "header-model" || id === "id_model") && chosen.length) changed();
+  });
 
   // The file dialog replaces the input's list: keep what was chosen before.
   document.addEventListener("change", function (evt) {

@@ -212,7 +212,7 @@
     }
     if (evt.key === "Escape") {
       // Close an open panel first; otherwise stop the reply being written.
-      var panel = document.querySelector("details.settings-panel[open]");
+      var panel = document.querySelector("details.settings-panel[open], .conversation-actions details[open]");
       if (panel) {
         evt.preventDefault();
         panel.open = false;

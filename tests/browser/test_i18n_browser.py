@@ -64,7 +64,9 @@ def names(live_app) -> list[str]:
     live_app.shell(
         "from django.contrib.auth.models import User\n"
         f"User.objects.get_or_create(username='lin', defaults={{'password': ''}})\n"
-        f"u = User.objects.get(username='lin'); u.set_password('{PASSWORD}'); u.save()\n"
+        # Staff: the simulator's failing model (the relay error below) is theirs to try.
+        f"u = User.objects.get(username='lin'); u.set_password('{PASSWORD}'); u.is_staff = True\n"
+        "u.save()\n"
     )
     out = live_app.shell(
         "from conversations.models import ChatModel, Relay\n"
