@@ -40,6 +40,7 @@ class Command(BaseCommand):
             return
         with tempfile.TemporaryDirectory() as scratch:
             copy = Path(scratch) / "project"
+            copy.mkdir()  # manage.py, the first copied, is a file: its folder must exist
             for name in COPIED:
                 source = root / name
                 if source.is_dir():
