@@ -22,14 +22,16 @@ from conversations.relays.probe_admin import ProbeAdminMixin
 
 # The admin's labels of the relay's and model's fields. The models carry no
 # verbose_name (adding one would be a migration), so the admin labels its forms
-# and columns itself, in the staff member's language.
+# and columns itself, in the staff member's language. The English is Django's
+# own label for each field (pages and tests find the fields by it), but for
+# the case of "Base URL" and "API key".
 FIELD_LABELS = {
     "name": _("Name"),
     "base_url": _("Base URL"),
     "api_key": _("API key"),
     "dialect": _("Dialect"),
-    "is_simulated": _("Simulated"),
-    "is_active": _("Active"),
+    "is_simulated": _("Is simulated"),
+    "is_active": _("Is active"),
     "currency": _("Currency"),
     "exchange_rate": _("Exchange rate"),
     "billing_mode": _("Billing mode"),
@@ -39,24 +41,24 @@ FIELD_LABELS = {
     "model_id": _("Model id"),
     "display_name": _("Display name"),
     "accepts_text": _("Accepts text"),
-    "accepts_image": _("Accepts images"),
+    "accepts_image": _("Accepts image"),
     "accepts_audio": _("Accepts audio"),
     "accepts_video": _("Accepts video"),
-    "accepts_pdf": _("Accepts PDFs"),
-    "outputs_images": _("Makes images"),
+    "accepts_pdf": _("Accepts pdf"),
+    "outputs_images": _("Outputs images"),
     "context_window": _("Context window"),
-    "capabilities_source": _("Capabilities from"),
-    "price_input": _("Input price"),
-    "price_cached_input": _("Cached input price"),
-    "price_audio_input": _("Audio input price"),
-    "price_output": _("Output price"),
-    "price_image_output": _("Image output price"),
+    "capabilities_source": _("Capabilities source"),
+    "price_input": _("Price input"),
+    "price_cached_input": _("Price cached input"),
+    "price_audio_input": _("Price audio input"),
+    "price_output": _("Price output"),
+    "price_image_output": _("Price image output"),
     "price_per_request": _("Price per request"),
     "model_ratio": _("Model ratio"),
     "completion_ratio": _("Completion ratio"),
     "cache_ratio": _("Cache ratio"),
-    "audio_price_per_m": _("Audio price per million"),
-    "price_model_ref": _("List price name"),
+    "audio_price_per_m": _("Audio price per m"),
+    "price_model_ref": _("Price model ref"),
 }
 
 
