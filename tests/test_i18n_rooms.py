@@ -24,7 +24,7 @@ from conversations.models import ChatModel, Dialect, Relay, Usage
 from conversations.relays import checks
 from conversations.relays.errors import explain_error
 from conversations.tokens import SentMedia, SentRequest
-from tests.factories import make_relay, make_user
+from tests.factories import make_conversation, make_relay, make_user
 
 PO = Path(__file__).resolve().parent.parent / "conversations/locale/zh_Hans/LC_MESSAGES/django.po"
 ROOMS = ("conversations/relays/", "conversations/media/", "conversations/billing/",
@@ -180,6 +180,22 @@ def test_the_admins_action_messages_are_chinese(chinese_staff):
     page = chinese_staff.post(f"/admin/conversations/relay/{relay.pk}/apply-probe/",
                               follow=True).content.decode()
     assert "Qianduoduo：尚未探测。" in page  # the admin capitalises a message's first letter
+
+
+def test_the_usage_and_budget_lists_are_headed_in_chinese(chinese_staff):
+    owner = make_user("alice")
+    conversation = make_conversation(owner, None)
+    Usage.objects.create(conversation=conversation, owner=owner, model_name="gpt-4o-mini",
+                         prompt_tokens=10, completion_tokens=5, cost=Decimal("0.25"),
+                         price_source="list")
+    usage = chinese_staff.get("/admin/conversations/usage/").content.decode()
+    assert "标价" in usage and "$0.25" in usage
+    for words in ("创建时间", "所有者", "模型名称", "提示 token", "补全 token", "费用", "价格来源",
+                  "按今天的价格重新计算所选回复的费用"):
+        assert words in usage, words
+    budgets = chinese_staff.get("/admin/conversations/budget/add/").content.decode()
+    for words in ("每月限额", "达到 80% 时提醒", "只有以该货币计的花费计入预算"):
+        assert words in budgets, words
 
 
 def test_an_english_staff_member_still_reads_english(db):

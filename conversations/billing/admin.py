@@ -30,7 +30,7 @@ from conversations.billing.ratios import import_new_api_ratios
 from conversations.infra.concurrency import outside_limit
 from conversations.models import Budget, ChatModel, Relay, Usage
 from conversations.relays import setup
-from conversations.relays.admin import ChatModelAdmin, RelayAdmin, column
+from conversations.relays.admin import ChatModelAdmin, FieldLabelsMixin, RelayAdmin, column
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
 
@@ -175,8 +175,9 @@ class PricedChatModelAdmin(PriceHelpMixin, ChatModelAdmin):
 
 
 class UsageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "owner", "model_name", "relay", "prompt_tokens",
-                    "completion_tokens", "cost_display", "price_source", "estimated"]
+    list_display = [column("created_at"), column("owner"), column("model_name"), column("relay"),
+                    column("prompt_tokens"), column("completion_tokens"), "cost_display",
+                    "price_source_label", column("estimated", boolean=True)]
     list_filter = ["price_source", "estimated", "currency", "relay"]
     date_hierarchy = "created_at"
     search_fields = ["model_name", "owner__username"]
@@ -199,6 +200,10 @@ class UsageAdmin(admin.ModelAdmin):
         return format_html('<span title="{}">{}</span>', label,
                            format_money(usage.cost, usage.currency))
 
+    @admin.display(description=_("Price source"), ordering="price_source")
+    def price_source_label(self, usage: Usage) -> str:
+        return SOURCE_LABELS.get(usage.price_source, usage.price_source)
+
     def has_recompute_permission(self, request) -> bool:
         return request.user.has_perm("conversations.change_usage")
 
@@ -215,8 +220,9 @@ class UsageAdmin(admin.ModelAdmin):
         )
 
 
-class BudgetAdmin(admin.ModelAdmin):
-    list_display = ["user", "monthly_limit", "currency", "spent_this_month"]
+class BudgetAdmin(FieldLabelsMixin, admin.ModelAdmin):
+    list_display = [column("user"), column("monthly_limit"), column("currency"),
+                    "spent_this_month"]
     autocomplete_fields = ["user"]  # picked by name, not by raw id
     search_fields = ["user__username"]
 

@@ -59,6 +59,21 @@ FIELD_LABELS = {
     "cache_ratio": _("Cache ratio"),
     "audio_price_per_m": _("Audio price per m"),
     "price_model_ref": _("Price model ref"),
+    # usage, budgets, conversations and messages (billing/admin.py, conversations/admin.py)
+    "owner": _("Owner"),
+    "user": _("User"),
+    "model": _("Model"),
+    "model_name": _("Model name"),
+    "conversation": _("Conversation"),
+    "prompt_tokens": _("Prompt tokens"),
+    "completion_tokens": _("Completion tokens"),
+    "estimated": _("Estimated"),
+    "monthly_limit": _("Monthly limit"),
+    "total_cost": _("Total cost"),
+    "role": _("Role"),
+    "status": _("Status"),
+    "created_at": _("Created at"),
+    "updated_at": _("Updated at"),
 }
 
 
