@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -90,8 +90,8 @@ class RelayProbe(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return gettext("Probe of %(relay)s at %(when)s") % {
-            "relay": self.relay, "when": f"{self.created_at:%Y-%m-%d %H:%M}"}
+        when = formats.date_format(timezone.localtime(self.created_at), "DATETIME_FORMAT")
+        return gettext("Probe of %(relay)s at %(when)s") % {"relay": self.relay, "when": when}
 
 
 class ChatModelQuerySet(models.QuerySet):

@@ -77,7 +77,7 @@ class ProbeAdminMixin:
         if last.applied_at:
             status = gettext("applied %(when)s") % {
                 "when": formats.date_format(timezone.localtime(last.applied_at),
-                                            "Y-m-d H:i")}
+                                            "DATETIME_FORMAT")}
         else:
             status = gettext("not applied")
         return format_html('{}<p>{} ({})</p><pre class="probe-report">{}</pre>',
