@@ -13,6 +13,7 @@ from conversations.billing.admin import (
     UsageAdmin,
 )
 from conversations.models import Attachment, Budget, ChatModel, Conversation, Message, Relay, Usage
+from conversations.relays.admin import FieldLabelsMixin, column
 
 admin.site.register(Relay, PricedRelayAdmin)
 admin.site.register(ChatModel, PricedChatModelAdmin)
@@ -22,15 +23,17 @@ admin.site.register(Attachment)
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "owner", "model", "total_cost", "updated_at"]
+class ConversationAdmin(FieldLabelsMixin, admin.ModelAdmin):
+    list_display = ["__str__", column("owner"), column("model"), column("total_cost"),
+                    column("updated_at")]
     list_filter = ["owner"]
     raw_id_fields = ["owner"]
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["pk", "conversation", "role", "status", "created_at"]
+class MessageAdmin(FieldLabelsMixin, admin.ModelAdmin):
+    list_display = ["pk", column("conversation"), column("role"), column("status"),
+                    column("created_at")]
     list_filter = ["status", "role"]
     raw_id_fields = ["conversation"]
 

@@ -5,7 +5,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from conversations.fields import EncryptedTextField
 from conversations.search_terms import index_text
@@ -14,34 +16,34 @@ from conversations.search_terms import index_text
 class Dialect(models.TextChoices):
     """How a relay wants media parts spelled (PROTOCOL.md §2)."""
 
-    OPENAI = "openai", "OpenAI (input_audio, file)"
-    IMAGE_URL_FOR_ALL = "image_url-for-all", "image_url for every medium"
+    OPENAI = "openai", _("OpenAI (input_audio, file)")
+    IMAGE_URL_FOR_ALL = "image_url-for-all", _("image_url for every medium")
     MEDIA_URL_PARTS = "media-url-parts", "image_url / audio_url / video_url"
     OPENROUTER = "openrouter", "OpenRouter"
-    IMAGES_ONLY = "images-only", "Images only (one-api)"
+    IMAGES_ONLY = "images-only", _("Images only (one-api)")
 
 
 class BillingMode(models.TextChoices):
-    LIST_PRICE = "list", "List price × multiplier"
-    NEW_API = "new_api", "new-api ratios"
+    LIST_PRICE = "list", _("List price × multiplier")
+    NEW_API = "new_api", _("new-api ratios")
 
 
 class Relay(models.Model):
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(
-        max_length=500, help_text="Without /v1, e.g. https://api.example.com"
+        max_length=500, help_text=_("Without /v1, e.g. https://api.example.com")
     )
-    api_key = EncryptedTextField(blank=True, help_text="Stored encrypted; never shown again.")
+    api_key = EncryptedTextField(blank=True, help_text=_("Stored encrypted; never shown again."))
     dialect = models.CharField(
         max_length=32, choices=Dialect.choices, default=Dialect.OPENAI,
-        help_text="How the relay's software wants files spelled. openai: OpenAI, LiteLLM, "
+        help_text=_("How the relay's software wants files spelled. openai: OpenAI, LiteLLM, "
         "new-api's native Gemini channel. image_url for every medium: new-api's Gemini "
         "channel (钱多多, aigcbest). image_url / audio_url / video_url: relays whose docs show "
         "those parts (mixrouter, toiotech); new-api drops audio_url without a word. "
-        "OpenRouter: OpenRouter. Images only: one-api. Not sure? Save, then Probe.",
+        "OpenRouter: OpenRouter. Images only: one-api. Not sure? Save, then Probe."),
     )
     is_simulated = models.BooleanField(
-        default=False, help_text="The built-in relay simulator, for demos and tests."
+        default=False, help_text=_("The built-in relay simulator, for demos and tests.")
     )
     is_active = models.BooleanField(default=True)
 
@@ -51,7 +53,7 @@ class Relay(models.Model):
         max_digits=12,
         decimal_places=6,
         default=Decimal("1"),
-        help_text="Money you paid per relay dollar (e.g. 7.0 CNY).",
+        help_text=_("Money you paid per relay dollar (e.g. 7.0 CNY)."),
     )
     billing_mode = models.CharField(
         max_length=16, choices=BillingMode.choices, default=BillingMode.LIST_PRICE
@@ -65,7 +67,9 @@ class Relay(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return f"{self.name} (simulated)" if self.is_simulated else self.name
+        if self.is_simulated:
+            return gettext("%(name)s (simulated)") % {"name": self.name}
+        return self.name
 
 
 class RelayProbe(models.Model):
@@ -77,7 +81,7 @@ class RelayProbe(models.Model):
     proposed_dialect = models.CharField(max_length=32, blank=True)
     cost_usd = models.DecimalField(
         max_digits=14, decimal_places=8, null=True, blank=True,
-        help_text="What the probe's requests cost at list price (empty: a price unknown)",
+        help_text=_("What the probe's requests cost at list price (empty: a price unknown)"),
     )
     seconds = models.FloatField(default=0)
     applied_at = models.DateTimeField(null=True, blank=True)
@@ -86,7 +90,8 @@ class RelayProbe(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Probe of {self.relay} at {self.created_at:%Y-%m-%d %H:%M}"
+        when = formats.date_format(timezone.localtime(self.created_at), "DATETIME_FORMAT")
+        return gettext("Probe of %(relay)s at %(when)s") % {"relay": self.relay, "when": when}
 
 
 # A simulator model that fails on purpose (simulator/behaviour.py): for staff
@@ -108,7 +113,7 @@ class ChatModel(models.Model):
     """A model as one relay knows it."""
 
     relay = models.ForeignKey(Relay, on_delete=models.CASCADE, related_name="models")
-    model_id = models.CharField(max_length=200, help_text="The id the relay knows")
+    model_id = models.CharField(max_length=200, help_text=_("The id the relay knows"))
     display_name = models.CharField(max_length=200, blank=True)
     accepts_text = models.BooleanField(default=True)
     accepts_image = models.BooleanField(default=False)
@@ -117,11 +122,11 @@ class ChatModel(models.Model):
     accepts_pdf = models.BooleanField(default=False)
     outputs_images = models.BooleanField(default=False)
     context_window = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Input tokens the model takes at most"
+        null=True, blank=True, help_text=_("Input tokens the model takes at most")
     )
     capabilities_source = models.CharField(
         max_length=200, blank=True,
-        help_text="Where the flags came from when the model was created (relays/catalogue.py)",
+        help_text=_("Where the flags came from when the model was created (relays/catalogue.py)"),
     )
     is_active = models.BooleanField(default=True)
 
@@ -150,7 +155,7 @@ class ChatModel(models.Model):
     price_model_ref = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Name to look up in the list prices when it differs from the relay's id.",
+        help_text=_("Name to look up in the list prices when it differs from the relay's id."),
     )
 
     objects = ChatModelQuerySet.as_manager()
@@ -188,10 +193,10 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     class TitleSource(models.TextChoices):
-        NONE = "", "not yet (or from before titles were generated)"
-        FIRST_WORDS = "first_words", "the first message's words"
-        MODEL = "model", "named by TITLE_MODEL"
-        USER = "user", "renamed by its owner"
+        NONE = "", _("not yet (or from before titles were generated)")
+        FIRST_WORDS = "first_words", _("the first message's words")
+        MODEL = "model", _("named by TITLE_MODEL")
+        USER = "user", _("renamed by its owner")
 
     title = models.CharField(max_length=200, blank=True)
     title_source = models.CharField(max_length=16, choices=TitleSource.choices, blank=True)
@@ -228,7 +233,7 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title or "New conversation"
+        return self.title or gettext("New conversation")
 
     @property
     def group_name(self) -> str:
@@ -245,16 +250,16 @@ class MessageQuerySet(models.QuerySet):
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        USER = "user"
-        ASSISTANT = "assistant"
+        USER = "user", _("User")
+        ASSISTANT = "assistant", _("Assistant")
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        STREAMING = "streaming"
-        COMPLETE = "complete"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-        INTERRUPTED = "interrupted"
+        PENDING = "pending", _("Pending")
+        STREAMING = "streaming", _("Streaming")
+        COMPLETE = "complete", _("Complete")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+        INTERRUPTED = "interrupted", _("Interrupted")
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -270,10 +275,10 @@ class Message(models.Model):
     reasoning = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     finish_reason = models.CharField(max_length=32, blank=True)
-    error = models.TextField(blank=True, help_text="What went wrong, in plain words")
+    error = models.TextField(blank=True, help_text=_("What went wrong, in plain words"))
     error_code = models.CharField(max_length=100, blank=True)
     error_status = models.PositiveIntegerField(null=True, blank=True)
-    warning = models.TextField(blank=True, help_text="e.g. media the relay silently dropped")
+    warning = models.TextField(blank=True, help_text=_("e.g. media the relay silently dropped"))
     model = models.ForeignKey(ChatModel, on_delete=models.SET_NULL, null=True, blank=True)
     # A user message's picture to edit (generated or uploaded, of this conversation):
     # sent again as an image part of this turn (prompt.py).
@@ -356,10 +361,10 @@ def attachment_path(instance: Attachment, filename: str) -> str:
 
 class Attachment(models.Model):
     class Kind(models.TextChoices):
-        IMAGE = "image"
-        AUDIO = "audio"
-        VIDEO = "video"
-        PDF = "pdf"
+        IMAGE = "image", _("Image")
+        AUDIO = "audio", _("Audio")
+        VIDEO = "video", _("Video")
+        PDF = "pdf", _("Pdf")
 
     uuid = models.UUIDField(unique=True, editable=False)
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
@@ -376,7 +381,7 @@ class Attachment(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     pages = models.PositiveIntegerField(null=True, blank=True)
-    generated = models.BooleanField(default=False, help_text="Produced by an image model")
+    generated = models.BooleanField(default=False, help_text=_("Produced by an image model"))
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -418,7 +423,7 @@ class Usage(models.Model):
     completion_image_tokens = models.PositiveIntegerField(default=0)
     raw = models.JSONField(null=True, blank=True)
     estimated = models.BooleanField(
-        default=False, help_text="The relay sent no usage; counted from the text and media"
+        default=False, help_text=_("The relay sent no usage; counted from the text and media")
     )
 
     # Cost: None means the price is unknown, never a silent zero.
@@ -451,7 +456,8 @@ class Budget(models.Model):
     currency = models.CharField(max_length=8, default="USD")
 
     def __str__(self) -> str:
-        return f"{self.user}: {self.monthly_limit} {self.currency}/month"
+        return gettext("%(user)s: %(limit)s %(currency)s/month") % {
+            "user": self.user, "limit": self.monthly_limit, "currency": self.currency}
 
 
 # What the costs page groups by, then sums (cost_reports.py).
@@ -477,7 +483,7 @@ class UsageDay(models.Model):
     model_name = models.CharField(max_length=200, blank=True)
     currency = models.CharField(max_length=8)
     replies = models.IntegerField(default=0)
-    priced = models.IntegerField(default=0, help_text="Replies with a known cost")
+    priced = models.IntegerField(default=0, help_text=_("Replies with a known cost"))
     estimated = models.IntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
@@ -518,12 +524,12 @@ class Preferences(models.Model):
     )
     language = models.CharField(
         max_length=16, blank=True,
-        help_text="Chosen from the language menu; blank follows the browser",
+        help_text=_("Chosen from the language menu; blank follows the browser"),
     )
     browser_language = models.CharField(
         max_length=16, blank=True,
-        help_text="What the browser last asked for: the language of what is written "
-        "without a request (a reply's errors, its finished copy)",
+        help_text=_("What the browser last asked for: the language of what is written "
+        "without a request (a reply's errors, its finished copy)"),
     )
 
     def __str__(self) -> str:

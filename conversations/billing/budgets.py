@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from conversations.billing.money import ZERO, format_money, to_decimal
 from conversations.errors import ServiceError
@@ -125,12 +126,17 @@ def enforce_budget(*, owner: AbstractBaseUser) -> None:
 
 
 def budget_refusal(status: BudgetStatus) -> str:
-    held = (
-        f" (including {status.in_flight} repl{'y' if status.in_flight == 1 else 'ies'} still "
-        "being written)" if status.in_flight else ""
-    )
-    return (
-        f"Your monthly budget of {format_money(status.limit, status.currency)} is used up: "
-        f"{format_money(status.committed, status.currency)} spent this month{held}. "
-        "New messages are refused until an administrator raises your budget."
-    )
+    values = {"limit": format_money(status.limit, status.currency),
+              "spent": format_money(status.committed, status.currency),
+              "count": status.in_flight}
+    if status.in_flight:
+        return ngettext(
+            "Your monthly budget of %(limit)s is used up: %(spent)s spent this month "
+            "(including %(count)s reply still being written). New messages are refused "
+            "until an administrator raises your budget.",
+            "Your monthly budget of %(limit)s is used up: %(spent)s spent this month "
+            "(including %(count)s replies still being written). New messages are refused "
+            "until an administrator raises your budget.", status.in_flight) % values
+    return gettext(
+        "Your monthly budget of %(limit)s is used up: %(spent)s spent this month. New "
+        "messages are refused until an administrator raises your budget.") % values

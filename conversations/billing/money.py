@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext
+
 ZERO = Decimal(0)
 
 
@@ -23,9 +26,10 @@ CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥", "RMB": "¥", "EUR": "€", "GBP": "
 
 
 def format_money(amount: Decimal | float | None, currency: str = "USD") -> str:
-    """Small amounts keep their significant digits: $0.000658, not $0.00."""
+    """Small amounts keep their significant digits: $0.000658, not $0.00. The digits
+    are grouped and separated the active language's way ($1,234.50; 中文 $1234.50)."""
     if amount is None:
-        return "price unknown"
+        return gettext("price unknown")
     value = to_decimal(amount) or ZERO
     magnitude = abs(value)
     if magnitude >= 100 or magnitude == 0:
@@ -34,10 +38,12 @@ def format_money(amount: Decimal | float | None, currency: str = "USD") -> str:
         places = Decimal("0.0001")
     else:
         places = Decimal("0.000001")
-    text = format(value.quantize(places, rounding=ROUND_HALF_UP), ",f")
+    text = format(value.quantize(places, rounding=ROUND_HALF_UP), "f")
     if places != Decimal("0.01") and "." in text:
         text = text.rstrip("0")
         whole, _, frac = text.partition(".")
         text = f"{whole}.{frac.ljust(2, '0')}"
+    decimals = len(text.partition(".")[2])
+    text = number_format(Decimal(text), decimal_pos=decimals, use_l10n=True, force_grouping=True)
     symbol = CURRENCY_SYMBOLS.get(currency.upper())
     return f"{symbol}{text}" if symbol else f"{text} {currency}"

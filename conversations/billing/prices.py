@@ -37,6 +37,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F, QuerySet
+from django.utils.translation import gettext_lazy as _
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
@@ -57,11 +58,12 @@ SOURCE_OVERRIDE = "override"
 SOURCE_NEW_API = "new_api"
 SOURCE_LIST = "list"
 SOURCE_UNKNOWN = ""
+# How a cost's source is named to people (translated where shown).
 SOURCE_LABELS = {
-    SOURCE_OVERRIDE: "your price",
-    SOURCE_NEW_API: "relay charge",
-    SOURCE_LIST: "list price",
-    SOURCE_UNKNOWN: "price unknown",
+    SOURCE_OVERRIDE: _("your price"),
+    SOURCE_NEW_API: _("relay charge"),
+    SOURCE_LIST: _("list price"),
+    SOURCE_UNKNOWN: _("price unknown"),
 }
 
 

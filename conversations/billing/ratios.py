@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from conversations.billing.money import to_decimal
 from conversations.billing.prices import base_model_ref
@@ -34,8 +35,8 @@ def import_new_api_ratios(*, relay: Relay, payload: Any, group: str = "default")
     """
     rows = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(rows, list):
-        raise ValueError("The relay's /api/pricing answer has no list of model prices "
-                         "(is it a new-api relay?).")
+        raise ValueError(gettext("The relay's /api/pricing answer has no list of model "
+                                 "prices (is it a new-api relay?)."))
     by_name = {str(row.get("model_name")): row for row in rows
                if isinstance(row, dict) and row.get("model_name")}
     result = RatioImport()

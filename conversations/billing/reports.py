@@ -22,6 +22,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, DateField, Func, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext
 
 from conversations.models import Conversation, Message, Relay, UsageDay
 
@@ -49,9 +51,11 @@ class Period:
 
     @property
     def label(self) -> str:
+        """The period in the active language's date format (Dec. 1, 2026 / 2026年12月1日)."""
         if self.start == self.end:
-            return self.start.isoformat()
-        return f"{self.start.isoformat()} – {self.end.isoformat()}"
+            return date_format(self.start)
+        return gettext("%(start)s – %(end)s") % {"start": date_format(self.start),
+                                                 "end": date_format(self.end)}
 
 
 def days_for(*, viewer, scope: str | int | None, period: Period) -> QuerySet[UsageDay]:
@@ -262,9 +266,10 @@ def cost_report(
         currency = row["currency"]
         totals.setdefault(currency, Line(currency, currency, currency)).add(row)
         by_day[currency][_as_date(row["day"])] += to_decimal(row["spent"])
-        relay_name = relay_names.get(row["relay_id"], "(deleted relay)")
+        relay_name = relay_names.get(row["relay_id"], gettext("(deleted relay)"))
         key = (row["relay_id"], row["model_name"], currency)
-        by_model.setdefault(key, Line(key, row["model_name"] or "(unknown model)", currency,
+        model_name = row["model_name"] or gettext("(unknown model)")
+        by_model.setdefault(key, Line(key, model_name, currency,
                                       extra={"relay": relay_name})).add(row)
         key = (row["relay_id"], currency)
         by_relay.setdefault(key, Line(key, relay_name, currency, extra={
@@ -304,7 +309,7 @@ def _by_conversation(scoped: QuerySet[UsageDay]) -> list[Line]:
     lines = []
     for row in rows:
         line = Line(row["conversation_id"], titles.get(row["conversation_id"]) or
-                    "New conversation", row["currency"])
+                    gettext("New conversation"), row["currency"])
         line.add(row)
         lines.append(line)
     return lines
@@ -320,7 +325,7 @@ def _by_user(scoped: QuerySet[UsageDay]) -> list[Line]:
     }
     lines = []
     for row in rows:
-        line = Line(row["owner_id"], names.get(row["owner_id"], "(deleted user)"),
+        line = Line(row["owner_id"], names.get(row["owner_id"], gettext("(deleted user)")),
                     row["currency"])
         line.add(row)
         lines.append(line)

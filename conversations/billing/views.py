@@ -19,6 +19,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from conversations.billing import reports as cost_reports
@@ -30,12 +32,12 @@ from conversations.selectors import get_conversation_for_user, sidebar_conversat
 MAX_PERIOD_DAYS = 366 * 5
 
 PERIODS = [
-    ("this_month", "This month"),
-    ("last_month", "Last month"),
-    ("last_30_days", "Last 30 days"),
-    ("this_year", "This year"),
-    ("last_365_days", "Last 365 days"),
-    ("custom", "Dates…"),
+    ("this_month", _("This month")),
+    ("last_month", _("Last month")),
+    ("last_30_days", _("Last 30 days")),
+    ("this_year", _("This year")),
+    ("last_365_days", _("Last 365 days")),
+    ("custom", _("Dates…")),
 ]
 
 
@@ -56,7 +58,7 @@ class CostFilterForm(forms.Form):
         if value == "all":
             return "all"
         if not value.isdigit() or not get_user_model().objects.filter(pk=int(value)).exists():
-            raise forms.ValidationError("There is no such user.")
+            raise forms.ValidationError(gettext("There is no such user."))
         return int(value)
 
     def clean(self) -> dict:
@@ -65,11 +67,12 @@ class CostFilterForm(forms.Form):
         if period == "custom":
             start, end = data.get("start"), data.get("end")
             if not start or not end:
-                raise forms.ValidationError("Give both a first and a last day.")
+                raise forms.ValidationError(gettext("Give both a first and a last day."))
             if start > end:
-                raise forms.ValidationError("The first day must come before the last day.")
+                raise forms.ValidationError(
+                    gettext("The first day must come before the last day."))
             if (end - start).days > MAX_PERIOD_DAYS:
-                raise forms.ValidationError("Pick a period of at most five years.")
+                raise forms.ValidationError(gettext("Pick a period of at most five years."))
             data["period_obj"] = cost_reports.Period(start, end)
         else:
             data["period_obj"] = preset_period(period, timezone.localdate())
@@ -146,7 +149,7 @@ def _csv_cell(value):
 def costs_balances(request: HttpRequest) -> HttpResponse:
     """Staff: each relay's own balance beside the product's figure (loaded after the page)."""
     if not request.user.is_staff:
-        return HttpResponse("Only staff can read relays' balances.", status=403)
+        return HttpResponse(gettext("Only staff can read relays' balances."), status=403)
     _form, data = _filter(request)
     if data is None:
         return HttpResponse("")

@@ -16,6 +16,7 @@ from fractions import Fraction
 
 from django.core.files import File
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from conversations.media import probe
 from conversations.media.formats import EXTENSIONS
@@ -44,13 +45,15 @@ def store_pictures(
         for picture in pictures:
             problem = _problem(picture)
             if problem:
-                warnings.append(f"The relay sent picture {picture.number}, but {problem}; "
-                                "it was left out.")
+                warnings.append(gettext("The relay sent picture %(number)s, but %(problem)s; "
+                                        "it was left out.")
+                                % {"number": picture.number, "problem": problem})
                 continue
             attachment = _store(picture, message=message, owner_id=owner_id, stem=stem)
             if attachment is None:
-                warnings.append(f"The relay sent picture {picture.number}, but it is damaged "
-                                "or not a picture; it was left out.")
+                warnings.append(gettext("The relay sent picture %(number)s, but it is damaged "
+                                        "or not a picture; it was left out.")
+                                % {"number": picture.number})
                 continue
             stored.append(attachment)
             warning = aspect_warning(requested_ratio, attachment.width, attachment.height)
@@ -64,9 +67,9 @@ def store_pictures(
 
 def _problem(picture: Picture) -> str:
     if picture.too_large:
-        return "it is larger than the app takes"
+        return gettext("it is larger than the app takes")
     if picture.broken or picture.size == 0:
-        return "its data is damaged"
+        return gettext("its data is damaged")
     return ""
 
 
@@ -110,9 +113,11 @@ def aspect_warning(requested: str, width: int | None, height: int | None) -> str
         return ""
     if abs(width / height - wanted) / wanted <= ASPECT_TOLERANCE:
         return ""
-    return (f"You asked for {requested}, but the relay returned a {width}×{height} picture "
-            f"({ratio_words(width, height)}): it ignored the aspect ratio. Some relays' Gemini "
-            "routes do; try another relay or model.")
+    return gettext(
+        "You asked for %(requested)s, but the relay returned a %(width)s×%(height)s picture "
+        "(%(ratio)s): it ignored the aspect ratio. Some relays' Gemini routes do; try another "
+        "relay or model.") % {"requested": requested, "width": width, "height": height,
+                              "ratio": ratio_words(width, height)}
 
 
 def extract_from_text(*, message: Message) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import puremagic
+from django.utils.translation import gettext
 from PIL import Image, UnidentifiedImageError
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
@@ -142,28 +143,33 @@ def _sniff_ftyp(head: bytes) -> str | None:
     return "video/mp4"
 
 
+def is_svg(head: bytes) -> bool:
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in stripped)
+
+
 def what_is_it(head: bytes) -> str:
     """A few plain words for content we do not take ("a Windows program")."""
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith(b"MZ"):
-        return "a Windows program"
+        return gettext("a Windows program")
     if head.startswith(b"\x7fELF"):
-        return "a Linux program"
+        return gettext("a Linux program")
     if head.startswith((b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")):
-        return "a macOS program"
-    if stripped.startswith(b"<svg") or (stripped.startswith(b"<?xml") and b"<svg" in stripped):
-        return "an SVG drawing"
+        return gettext("a macOS program")
+    if is_svg(head):
+        return gettext("an SVG drawing")
     if stripped.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<script")):
-        return "a web page (HTML)"
+        return gettext("a web page (HTML)")
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return "an AVIF image"
+        return gettext("an AVIF image")
     with contextlib.suppress(puremagic.PureError, ValueError):
         matches = puremagic.magic_string(head)
         if matches:
             return f"“{matches[0].name}”"
     if _looks_like_text(head):
-        return "plain text"
-    return "a format we do not recognise"
+        return gettext("plain text")
+    return gettext("a format we do not recognise")
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -202,10 +208,10 @@ def image_details(fh: BinaryIO, mime: str, *, max_pixels: int) -> Details:
         with Image.open(fh) as image:
             details.width, details.height = image.size
             if details.width * details.height > max_pixels:
-                details.problem = (
-                    f"the picture is {details.width}×{details.height} pixels, more than the "
-                    f"{max_pixels // 1_000_000} million we accept"
-                )
+                details.problem = gettext(
+                    "the picture is %(width)s×%(height)s pixels, more than the %(limit)s "
+                    "million we accept") % {"width": details.width, "height": details.height,
+                                            "limit": max_pixels // 1_000_000}
                 return details
             if image.format == "PNG":
                 image.verify()  # every chunk's checksum, through to the end marker
@@ -214,9 +220,9 @@ def image_details(fh: BinaryIO, mime: str, *, max_pixels: int) -> Details:
                     image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
                 image.load()
     except Image.DecompressionBombError:
-        details.problem = "the picture has far too many pixels to open safely"
+        details.problem = gettext("the picture has far too many pixels to open safely")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error):
-        details.problem = "the picture is damaged or incomplete"
+        details.problem = gettext("the picture is damaged or incomplete")
     return details
 
 
@@ -229,14 +235,14 @@ def wav_details(fh: BinaryIO, size: int) -> Details:
             rate = wav.getframerate()
             frame_bytes = wav.getsampwidth() * wav.getnchannels()
     except (wave.Error, EOFError, struct.error) as exc:
-        details.problem = f"the WAV file cannot be read ({exc})"
+        details.problem = gettext("the WAV file cannot be read (%(reason)s)") % {"reason": exc}
         return details
     if not rate:
-        details.problem = "the WAV file has no sample rate"
+        details.problem = gettext("the WAV file has no sample rate")
         return details
     details.duration = frames / rate
     if frames * frame_bytes > size:
-        details.problem = "the WAV file is incomplete (its sound data is cut off)"
+        details.problem = gettext("the WAV file is incomplete (its sound data is cut off)")
     return details
 
 
@@ -248,21 +254,23 @@ def iso_bmff_problem(fh: BinaryIO, size: int) -> str:
         fh.seek(offset)
         header = fh.read(16)
         if len(header) < 8:
-            return "the file is incomplete (it ends in the middle of a box)"
+            return gettext("the file is incomplete (it ends in the middle of a box)")
         box_size, box_type = struct.unpack(">I4s", header[:8])
         if box_size == 1:
             if len(header) < 16:
-                return "the file is incomplete"
+                return gettext("the file is incomplete")
             box_size = struct.unpack(">Q", header[8:16])[0]
         elif box_size == 0:
             box_size = size - offset
         if box_size < 8:
-            return "the file is damaged (a box has an impossible size)"
+            return gettext("the file is damaged (a box has an impossible size)")
         if offset + box_size > size:
-            return "the file is incomplete: it was cut off before its end"
+            return gettext("the file is incomplete: it was cut off before its end")
         found_moov = found_moov or box_type == b"moov"
         offset += box_size
-    return "" if found_moov else "the file has no movie header, so it cannot be played"
+    if found_moov:
+        return ""
+    return gettext("the file has no movie header, so it cannot be played")
 
 
 def mvhd_duration(fh: BinaryIO, size: int) -> float | None:
@@ -318,21 +326,22 @@ def pdf_details(fh: BinaryIO, size: int) -> Details:
     details = Details("application/pdf")
     fh.seek(max(0, size - 2048))
     if b"%%EOF" not in fh.read():
-        details.problem = "the PDF is incomplete (its end is missing)"
+        details.problem = gettext("the PDF is incomplete (its end is missing)")
         return details
     try:
         fh.seek(0)
         reader = PdfReader(fh, strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
-            details.problem = "the PDF is password-protected, so the model could not read it"
+            details.problem = gettext("the PDF is password-protected, so the model could not "
+                                      "read it")
             return details
         details.pages = len(reader.pages)
     except (PyPdfError, OSError, ValueError, KeyError, TypeError, struct.error,
             RecursionError):
-        details.problem = "the PDF is damaged and cannot be read"
+        details.problem = gettext("the PDF is damaged and cannot be read")
         return details
     if not details.pages:
-        details.problem = "the PDF has no pages"
+        details.problem = gettext("the PDF has no pages")
     return details
 
 
@@ -348,15 +357,16 @@ def ffprobe(path: str) -> Details | None:
                 capture_output=True, timeout=PROBE_TIMEOUT, check=False,
             )
     except subprocess.TimeoutExpired:
-        return Details("", problem="the file took too long to inspect")
+        return Details("", problem=gettext("the file took too long to inspect"))
     except OSError:
         return None
     if result.returncode != 0:
-        return Details("", problem="the file is damaged or incomplete and cannot be played")
+        return Details("", problem=gettext("the file is damaged or incomplete and cannot be "
+                                           "played"))
     try:
         info = json.loads(result.stdout or b"{}")
     except ValueError:
-        return Details("", problem="the file could not be inspected")
+        return Details("", problem=gettext("the file could not be inspected"))
     streams = info.get("streams") or []
     video = [s for s in streams if s.get("codec_type") == "video"
              and not (s.get("disposition") or {}).get("attached_pic")]
@@ -372,7 +382,7 @@ def ffprobe(path: str) -> Details | None:
             details.width = int(video[0].get("width"))
             details.height = int(video[0].get("height"))
     if not details.has_video and not details.has_audio:
-        details.problem = "the file holds neither sound nor pictures"
+        details.problem = gettext("the file holds neither sound nor pictures")
     return details
 
 

@@ -32,6 +32,8 @@ from django.core.files import File
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
+from django.utils.translation import gettext, ngettext, pgettext
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from conversations.capabilities import kind_refusal
@@ -46,13 +48,16 @@ MAX_NAME_CHARS = 120
 MAX_PIXELS = 60_000_000
 CONVERT_TIMEOUT = 600
 
-KIND_NOUNS = {"image": "images", "audio": "audio files", "video": "videos", "pdf": "PDFs"}
+# Translated where used (gettext_lazy: read at import, in no language).
+KIND_NOUNS = {"image": _("images"), "audio": _("audio files"), "video": _("videos"),
+              "pdf": _("PDFs")}
 FORMAT_NAMES = {
-    "image/gif": "a GIF", "audio/mp4": "an M4A/AAC recording", "audio/ogg": "an OGG recording",
-    "audio/flac": "a FLAC recording", "audio/aac": "an AAC recording",
-    "audio/webm": "a WebM recording", "video/webm": "a WebM video",
-    "video/x-matroska": "an MKV video", "video/3gpp": "a 3GP video", "video/ogg": "an OGG video",
-    "audio/x-ms-wma": "a WMA recording",
+    "image/gif": _("a GIF"), "audio/mp4": _("an M4A/AAC recording"),
+    "audio/ogg": _("an OGG recording"), "audio/flac": _("a FLAC recording"),
+    "audio/aac": _("an AAC recording"), "audio/webm": _("a WebM recording"),
+    "video/webm": _("a WebM video"), "video/x-matroska": _("an MKV video"),
+    "video/3gpp": _("a 3GP video"), "video/ogg": _("an OGG video"),
+    "audio/x-ms-wma": _("a WMA recording"),
 }
 # What a file relays do not accept becomes.
 CONVERT_TARGET = {"image": "image/png", "audio": "audio/mpeg", "video": "video/mp4"}
@@ -104,8 +109,9 @@ def clean_name(raw: str | None) -> str:
 
 def _size_words(size: int, decimals: int = 1) -> str:
     if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.{decimals}f}".rstrip("0").rstrip(".") + " MB"
-    return f"{max(1, round(size / 1024))} KB"
+        number = f"{size / (1024 * 1024):.{decimals}f}".rstrip("0").rstrip(".")
+        return gettext("%(size)s MB") % {"size": number}
+    return gettext("%(size)s KB") % {"size": max(1, round(size / 1024))}
 
 
 def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
@@ -116,7 +122,8 @@ def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
         size_words = _size_words(size, decimals)
         if size_words != limit_words and size_words != _size_words(limit, decimals):
             return size_words, limit_words
-    return f"{size:,} bytes", f"{limit:,} bytes ({limit_words})"
+    return (gettext("%(count)s bytes") % {"count": f"{size:,}"},
+            gettext("%(count)s bytes (%(size)s)") % {"count": f"{limit:,}", "size": limit_words})
 
 
 # -- checking -------------------------------------------------------------------------
@@ -125,27 +132,35 @@ def _sizes_apart(size: int, limit: int) -> tuple[str, str]:
 def check_uploads(*, files: list, model: ChatModel | None, relay: Relay) -> list[CheckedUpload]:
     """Check every file; raise UploadRejected naming each bad one and why."""
     if len(files) > settings.UPLOAD_MAX_FILES:
-        raise UploadRejected(
-            f"Attach at most {settings.UPLOAD_MAX_FILES} files to one message "
-            f"(this one has {len(files)}). Nothing was sent."
-        )
+        raise UploadRejected(ngettext(
+            "Attach at most %(limit)s file to one message (this one has %(count)s). Nothing "
+            "was sent.",
+            "Attach at most %(limit)s files to one message (this one has %(count)s). Nothing "
+            "was sent.", settings.UPLOAD_MAX_FILES,
+        ) % {"limit": settings.UPLOAD_MAX_FILES, "count": len(files)})
     total = sum(int(getattr(f, "size", 0) or 0) for f in files)
     if total > settings.UPLOAD_MAX_MESSAGE_BYTES:
         total_words, limit_words = _sizes_apart(total, settings.UPLOAD_MAX_MESSAGE_BYTES)
-        raise UploadRejected(
-            f"These files add up to {total_words}; one message can carry at most "
-            f"{limit_words}. Send them in several messages. Nothing was sent."
-        )
+        raise UploadRejected(gettext(
+            "These files add up to %(total)s; one message can carry at most %(limit)s. Send "
+            "them in several messages. Nothing was sent."
+        ) % {"total": total_words, "limit": limit_words})
     checked, problems = [], []
     for upload in files:
         name = clean_name(getattr(upload, "name", ""))
         try:
             checked.append(check_upload(upload, name=name, model=model, relay=relay))
         except FileProblem as problem:
-            problems.append(f"“{name}”: {problem}.")
+            problems.append(file_problem(name, problem))
     if problems:
-        raise UploadRejected(" ".join(problems) + " Nothing was sent.")
+        raise UploadRejected(gettext("%(problems)s Nothing was sent.") % {
+            "problems": pgettext("sentence separator", " ").join(problems)})
     return checked
+
+
+def file_problem(name: str, problem: FileProblem | str) -> str:
+    """One file's refusal as a sentence: its name, then why."""
+    return gettext("“%(name)s”: %(problem)s.") % {"name": name, "problem": problem}
 
 
 def check_upload(
@@ -153,7 +168,7 @@ def check_upload(
 ) -> CheckedUpload:
     size = int(upload.size or 0)
     if size == 0:
-        raise FileProblem("the file is empty (0 bytes)")
+        raise FileProblem(gettext("the file is empty (0 bytes)"))
     upload.seek(0)
     head = upload.read(probe.HEAD_BYTES)
     upload.seek(0)
@@ -164,9 +179,8 @@ def check_upload(
     limit = settings.UPLOAD_LIMITS[kind]
     if size > limit:
         size_words, limit_words = _sizes_apart(size, limit)
-        raise FileProblem(
-            f"it is {size_words}, and {KIND_NOUNS[kind]} can be at most {limit_words}"
-        )
+        raise FileProblem(gettext("it is %(size)s, and %(kinds)s can be at most %(limit)s") % {
+            "size": size_words, "kinds": KIND_NOUNS[kind], "limit": limit_words})
     details = _inspect(upload, mime=mime, kind=kind, size=size)
     if details.problem:
         raise FileProblem(details.problem)
@@ -177,23 +191,26 @@ def check_upload(
         raise FileProblem(refusal)
     checked = CheckedUpload(upload, name, kind, mime, size, details)
     if checked.convert_to and kind != "image" and not probe.FFMPEG:
-        raise FileProblem(
-            f"it is {FORMAT_NAMES.get(mime, mime)}, which relays do not accept, and ffmpeg is "
-            f"not installed on this server to convert it. Save it as "
-            f"{'MP3 or WAV' if kind == 'audio' else 'MP4'} and attach it again"
-        )
+        raise FileProblem(gettext(
+            "it is %(format)s, which relays do not accept, and ffmpeg is not installed on "
+            "this server to convert it. Save it as %(target)s and attach it again"
+        ) % {"format": FORMAT_NAMES.get(mime, mime),
+             "target": gettext("MP3 or WAV") if kind == "audio" else "MP4"})
     return checked
 
 
 def _unknown_content(head: bytes, name: str) -> str:
+    if probe.is_svg(head):
+        return gettext("SVG drawings are not accepted because they can carry scripts; export "
+                       "it as PNG or JPEG")
     what = probe.what_is_it(head)
-    if what == "an SVG drawing":
-        return ("SVG drawings are not accepted because they can carry scripts; export it as "
-                "PNG or JPEG")
     claimed = name.rpartition(".")[2].lower() if "." in name else ""
-    suffix = f" (whatever its .{claimed} name says)" if claimed and len(claimed) <= 5 else ""
-    return (f"its content is {what}{suffix}, not an image, audio, video or PDF file we "
-            "can send")
+    if claimed and len(claimed) <= 5:
+        return gettext("its content is %(what)s (whatever its .%(extension)s name says), not "
+                       "an image, audio, video or PDF file we can send") % {
+            "what": what, "extension": claimed}
+    return gettext("its content is %(what)s, not an image, audio, video or PDF file we can "
+                   "send") % {"what": what}
 
 
 def _inspect(upload, *, mime: str, kind: str, size: int) -> Details:
@@ -218,9 +235,9 @@ def _inspect(upload, *, mime: str, kind: str, size: int) -> Details:
     if probed.problem:
         return Details(mime, problem=probed.problem)
     if kind == "video" and not probed.has_video and mime not in probe.AUDIO_ONLY_MIME:
-        return Details(mime, problem="the video has no pictures in it")
+        return Details(mime, problem=gettext("the video has no pictures in it"))
     if kind == "audio" and not probed.has_audio:
-        return Details(mime, problem="the recording has no sound in it")
+        return Details(mime, problem=gettext("the recording has no sound in it"))
     probed.mime = mime
     probed.duration = probed.duration or details.duration
     return probed
@@ -279,7 +296,8 @@ def _prepare(checked: CheckedUpload) -> Prepared:
                     _ffmpeg(source, out.name, checked)
                 details = probe.ffprobe(out.name) or Details(target)
                 if details.problem:
-                    raise FileProblem(f"converting it for the relay failed ({details.problem})")
+                    raise FileProblem(gettext("converting it for the relay failed (%(reason)s)")
+                                      % {"reason": details.problem})
         except BaseException:
             out.close()
             raise
@@ -310,14 +328,13 @@ def _ffmpeg(source: str, out: str, checked: CheckedUpload) -> None:
             result = subprocess.run(command, capture_output=True, timeout=CONVERT_TIMEOUT,
                                     check=False)
     except subprocess.TimeoutExpired as exc:
-        raise FileProblem("converting it for the relay took too long") from exc
+        raise FileProblem(gettext("converting it for the relay took too long")) from exc
     except OSError as exc:
-        raise FileProblem("ffmpeg could not be started to convert it") from exc
+        raise FileProblem(gettext("ffmpeg could not be started to convert it")) from exc
     if result.returncode != 0 or not os.path.exists(out) or not os.path.getsize(out):
-        raise FileProblem(
-            f"it is {FORMAT_NAMES.get(checked.mime, checked.mime)}, which relays do not "
-            "accept, and converting it failed"
-        )
+        raise FileProblem(gettext(
+            "it is %(format)s, which relays do not accept, and converting it failed"
+        ) % {"format": FORMAT_NAMES.get(checked.mime, checked.mime)})
 
 
 def _sha256(fh: BinaryIO) -> str:
@@ -353,7 +370,8 @@ def prepare_uploads(*, files: list, model: ChatModel) -> list[Prepared]:
         except FileProblem as problem:
             for done in prepared:
                 done.discard()
-            raise UploadRejected(f"“{item.name}”: {problem}. Nothing was sent.") from problem
+            raise UploadRejected(gettext("%(problems)s Nothing was sent.") % {
+                "problems": file_problem(item.name, problem)}) from problem
     for upload, item in zip(files, prepared, strict=True):
         setattr(upload, _PREPARED, (model.pk, item))
     return prepared
@@ -363,7 +381,7 @@ def store_attachments(*, message: Message, owner, files: list) -> list[Attachmen
     """Store a message's files (checked and converted first if not yet); all or none."""
     model = message.conversation.model
     if model is None:
-        raise ServiceError("Pick a model for this conversation first.")
+        raise ServiceError(gettext("Pick a model for this conversation first."))
     prepared = prepare_uploads(files=files, model=model)
     stored: list[Attachment] = []
     try:

@@ -14,6 +14,7 @@ import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -34,14 +35,15 @@ def check_relay_url(url: str, *, allow_private: bool | None = None) -> str:
     allow_private = settings.RELAY_ALLOW_PRIVATE if allow_private is None else allow_private
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in {"http", "https"}:
-        raise RelayAddressError("A relay address must start with http:// or https://.")
+        raise RelayAddressError(gettext("A relay address must start with http:// or https://."))
     if parts.username or parts.password:
-        raise RelayAddressError("Put the relay's key in the key field, not in the address.")
+        raise RelayAddressError(
+            gettext("Put the relay's key in the key field, not in the address."))
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
-        raise RelayAddressError("The relay address has no host name.")
+        raise RelayAddressError(gettext("The relay address has no host name."))
     if host in METADATA_HOSTS:
-        raise RelayAddressError(f"{host} is a cloud metadata service, not a relay.")
+        raise RelayAddressError(_metadata_message(host))
     literal = _literal_address(host)
     if literal is not None:
         _check_address(literal, host, allow_private=allow_private)
@@ -91,19 +93,27 @@ def _unwrap(address: IPAddress) -> IPAddress:
 def _check_address(address: IPAddress, host: str, *, allow_private: bool) -> None:
     address = _unwrap(address)
     if address in METADATA_ADDRESSES:
-        raise RelayAddressError(f"{host} is a cloud metadata service, not a relay.")
+        raise RelayAddressError(_metadata_message(host))
     if address.is_link_local:
-        raise RelayAddressError(f"{host} is a link-local address, which a relay never has.")
+        raise RelayAddressError(
+            gettext("%(host)s is a link-local address, which a relay never has.")
+            % {"host": host})
     if address.is_unspecified or address.is_multicast or address.is_reserved:
-        raise RelayAddressError(f"{host} is not an address a relay can have.")
+        raise RelayAddressError(
+            gettext("%(host)s is not an address a relay can have.") % {"host": host})
     if address.is_loopback or address.is_private or address in SHARED_ADDRESS_SPACE:
         if not allow_private:
             raise RelayAddressError(_private_message(host))
 
 
+def _metadata_message(host: str) -> str:
+    return gettext("%(host)s is a cloud metadata service, not a relay.") % {"host": host}
+
+
 def _private_message(host: str) -> str:
-    return (f"{host} is on this machine or a private network; set RELAY_ALLOW_PRIVATE=true "
-            "to allow relays there (for example a new-api on your own network).")
+    return gettext("%(host)s is on this machine or a private network; set "
+                   "RELAY_ALLOW_PRIVATE=true to allow relays there (for example a new-api on "
+                   "your own network).") % {"host": host}
 
 
 def _resolve(host: str) -> list[IPAddress]:

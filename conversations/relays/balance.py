@@ -10,6 +10,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.utils.translation import gettext
+
 from conversations.models import Relay
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
@@ -59,7 +61,9 @@ async def read_balance(*, relay: Relay, start: date, end: date) -> Balance | str
         return balance_from(subscription, usage)
     except RelayError as exc:
         if exc.status == 404 or exc.code in ("html_response", "bad_response"):
-            return "balance not available: the relay does not serve the billing routes"
-        return f"balance not available: {exc.message}"
+            return gettext("balance not available: the relay does not serve the billing "
+                           "routes")
+        return gettext("balance not available: %(reason)s") % {"reason": exc.message}
     except ValueError:
-        return "balance not available: the relay's billing answer is not in the usual shape"
+        return gettext("balance not available: the relay's billing answer is not in the usual "
+                       "shape")

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import itertools
 
-from conversations.capabilities import KIND_WORDS, dialect_name
+from django.utils.translation import gettext, pgettext, pgettext_lazy
+
+from conversations.capabilities import dialect_name
 from conversations.models import ChatModel, Dialect, Message, Usage
 from conversations.relays.catalogue import catalogue_key, undated_key
 from conversations.tokens import SentMedia, SentRequest
+
+# A kind of file as the silent-drop warning names it ("dropped an image").
+KIND_WORDS = {
+    "image": pgettext_lazy("dropped kind", "an image"),
+    "audio": pgettext_lazy("dropped kind", "audio"),
+    "video": pgettext_lazy("dropped kind", "a video"),
+    "pdf": pgettext_lazy("dropped kind", "a PDF"),
+}
 
 
 def _suggested_dialect(dialect: str, kind: str) -> str:
@@ -24,10 +34,11 @@ def _suggested_dialect(dialect: str, kind: str) -> str:
 
 def _likely_cause(dialect: str, kind: str) -> str:
     if dialect == Dialect.MEDIA_URL_PARTS and kind == "audio":
-        return "new-api ignores `audio_url` parts without an error"
+        return gettext("new-api ignores `audio_url` parts without an error")
     if dialect == Dialect.MEDIA_URL_PARTS and kind == "video":
-        return "new-api reads `video_url` only as a bare string and ignores `video_url` objects"
-    return "the relay probably does not pass this kind of part on to the model"
+        return gettext("new-api reads `video_url` only as a bare string and ignores "
+                       "`video_url` objects")
+    return gettext("the relay probably does not pass this kind of part on to the model")
 
 
 def silent_drop_warnings(*, sent: SentRequest, usage: Usage, model: ChatModel) -> list[str]:
@@ -70,13 +81,14 @@ def silent_drop_warnings(*, sent: SentRequest, usage: Usage, model: ChatModel) -
 
     warnings = []
     for kind in dropped:
-        names = ", ".join(f"“{i.attachment.original_name}”" for i in by_kind[kind])
-        warnings.append(
-            f"The relay seems to have dropped {KIND_WORDS[kind]} ({names}) without an error: "
-            f"the usage it reported has no tokens for it, so the model probably never saw it. "
-            f"Likely cause: {_likely_cause(relay.dialect, kind)}. Try setting the relay's "
-            f"dialect to {dialect_name(_suggested_dialect(relay.dialect, kind))} and retry."
-        )
+        names = pgettext("list separator", ", ").join(
+            f"“{i.attachment.original_name}”" for i in by_kind[kind])
+        warnings.append(gettext(
+            "The relay seems to have dropped %(kind)s (%(names)s) without an error: the usage "
+            "it reported has no tokens for it, so the model probably never saw it. Likely "
+            "cause: %(cause)s. Try setting the relay's dialect to %(dialect)s and retry."
+        ) % {"kind": KIND_WORDS[kind], "names": names, "cause": _likely_cause(relay.dialect, kind),
+             "dialect": dialect_name(_suggested_dialect(relay.dialect, kind))})
     return warnings
 
 
@@ -97,5 +109,6 @@ def note_served_model(*, message: Message, served: str) -> str:
     message.model_substituted = is_substitution(requested=requested, served=served)
     if not message.model_substituted:
         return ""
-    return (f"The relay answered with “{served[:200]}”, not “{catalogue_key(requested)}” "
-            "as asked: it may have put another model in its place.")
+    return gettext("The relay answered with “%(served)s”, not “%(requested)s” as asked: it "
+                   "may have put another model in its place.") % {
+        "served": served[:200], "requested": catalogue_key(requested)}

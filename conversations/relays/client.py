@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from django.utils.translation import gettext, ngettext
 
 from conversations.infra.netio import use_asyncio_network
 from conversations.relays.errors import (
@@ -173,17 +174,18 @@ class RelayClient:
             return False
         if attempt >= self.max_retries:
             if attempt:
-                error.message += f" Tried {attempt + 1} times."
+                error.message = ngettext(
+                    "%(message)s Tried %(count)s time.", "%(message)s Tried %(count)s times.",
+                    attempt + 1) % {"message": error.message, "count": attempt + 1}
                 error.args = (error.message,)
             return False
         delay = self.backoff * (2**attempt)
         if error.retry_after is not None:
             if error.retry_after > MAX_RETRY_AFTER:
                 # Waiting that long would leave the page hanging; say when to try.
-                error.message += (
-                    f" The relay asks to wait {duration_words(error.retry_after)} before "
-                    "trying again."
-                )
+                error.message = gettext(
+                    "%(message)s The relay asks to wait %(duration)s before trying again."
+                ) % {"message": error.message, "duration": duration_words(error.retry_after)}
                 error.args = (error.message,)
                 return False
             delay = max(delay, error.retry_after)
@@ -256,35 +258,40 @@ class RelayClient:
         where = self.target.base_url
         if isinstance(exc, httpx.ConnectTimeout):
             return RelayError(
-                f"Could not connect to the relay at {where}: it did not answer in time.",
+                gettext("Could not connect to the relay at %(url)s: it did not answer in "
+                        "time.") % {"url": where},
                 code="connect_timeout", retryable=True)
         if isinstance(exc, httpx.ConnectError):
             return RelayError(
-                f"Could not connect to the relay at {where} ({short_reason(exc)}). Check the "
-                "address and that the relay is up.",
+                gettext("Could not connect to the relay at %(url)s (%(reason)s). Check the "
+                        "address and that the relay is up.")
+                % {"url": where, "reason": short_reason(exc)},
                 code="connect_failed", retryable=True)
         if isinstance(exc, httpx.ReadTimeout):
             # Not retried: a relay that went silent may still be working (and
             # billing) on the first request; waiting again would double the wait.
             return RelayError(
-                f"The relay stopped sending data for {self.read_timeout:g} seconds, so the "
-                "reply was abandoned.",
+                gettext("The relay stopped sending data for %(seconds)s seconds, so the "
+                        "reply was abandoned.") % {"seconds": f"{self.read_timeout:g}"},
                 code="idle_timeout")
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             if answered:
                 return RelayError(
-                    "The connection to the relay broke off in the middle of the reply.",
+                    gettext("The connection to the relay broke off in the middle of the "
+                            "reply."),
                     code="connection_lost", retryable=True)
-            return RelayError("The relay closed the connection without answering.",
+            return RelayError(gettext("The relay closed the connection without answering."),
                               code="connection_lost", retryable=True)
         if isinstance(exc, httpx.WriteTimeout | httpx.WriteError):
             # Often a proxy refusing a large upload by hanging up; sending it again won't help.
             return RelayError(
-                f"Sending the request to the relay failed ({short_reason(exc)}); if it carried "
-                "large files, the relay may refuse its size.",
+                gettext("Sending the request to the relay failed (%(reason)s); if it carried "
+                        "large files, the relay may refuse its size.")
+                % {"reason": short_reason(exc)},
                 code="send_failed")
         return RelayError(
-            f"Talking to the relay failed ({type(exc).__name__}: {short_reason(exc)}).",
+            gettext("Talking to the relay failed (%(kind)s: %(reason)s).")
+            % {"kind": type(exc).__name__, "reason": short_reason(exc)},
             code="transport_error", retryable=isinstance(exc, httpx.TransportError))
 
     async def stream_collect(self, body: dict[str, Any]) -> Completion:
@@ -315,7 +322,7 @@ class RelayClient:
         data = await self._request_json("GET", "/models")
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            raise RelayError("The relay's model list is not a list of models.",
+            raise RelayError(gettext("The relay's model list is not a list of models."),
                              code="bad_response")
         return [item for item in items if isinstance(item, dict) and "id" in item]
 
@@ -325,7 +332,7 @@ class RelayClient:
         if isinstance(data, dict) and data.get("success") is False:
             # new-api's /api routes answer 200 with success=false and a message.
             raise RelayError(
-                sentence("The relay would not share its prices",
+                sentence(gettext("The relay would not share its prices"),
                           str(data.get("message") or "")),
                 status=200, code="pricing_unavailable",
                 relay_message=str(data.get("message") or ""),

@@ -14,60 +14,64 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from django.utils.functional import Promise
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 NON_RETRYABLE_CODES = {"convert_request_failed"}
 # Words new-api and one-api use (matched case-insensitively, first hit wins),
 # with what they mean for the user. Order matters: specific before general.
-KNOWN_RELAY_MESSAGES: list[tuple[str, str]] = [
-    ("额度已用尽", "your key has run out of quota"),
-    ("预扣费额度失败", "your relay account does not have enough quota for this request. "
-     "new-api pre-charges prompt + max tokens, so lowering Max tokens may help"),
-    ("用户额度不足", "your relay account does not have enough balance"),
-    ("余额不足", "your relay account does not have enough balance"),
-    ("无效的令牌", "the API key is not valid"),
-    ("令牌已过期", "the API key has expired"),
-    ("令牌已被禁用", "the API key has been disabled"),
-    ("令牌状态不可用", "the API key has been disabled"),
-    ("无权", "your key is not allowed to use this model"),
+KNOWN_RELAY_MESSAGES: list[tuple[str, Promise]] = [
+    ("额度已用尽", _("your key has run out of quota")),
+    ("预扣费额度失败", _("your relay account does not have enough quota for this request. "
+     "new-api pre-charges prompt + max tokens, so lowering Max tokens may help")),
+    ("用户额度不足", _("your relay account does not have enough balance")),
+    ("余额不足", _("your relay account does not have enough balance")),
+    ("无效的令牌", _("the API key is not valid")),
+    ("令牌已过期", _("the API key has expired")),
+    ("令牌已被禁用", _("the API key has been disabled")),
+    ("令牌状态不可用", _("the API key has been disabled")),
+    ("无权", _("your key is not allowed to use this model")),
     # "当前分组上游负载已饱和": the group's upstream is busy, not a forbidden model.
-    ("负载已饱和", "its upstream is overloaded right now; wait a moment and retry"),
-    ("无可用渠道", "it has no channel that can serve this model right now"),
-    ("invalid api key", "the API key is not valid"),
-    ("incorrect api key", "the API key is not valid"),
-    ("invalid token", "the API key is not valid"),
+    ("负载已饱和", _("its upstream is overloaded right now; wait a moment and retry")),
+    ("无可用渠道", _("it has no channel that can serve this model right now")),
+    ("invalid api key", _("the API key is not valid")),
+    ("incorrect api key", _("the API key is not valid")),
+    ("invalid token", _("the API key is not valid")),
 ]
-STATUS_EXPLANATIONS: dict[int, str] = {
-    400: "The relay refused the request as invalid",
-    401: "The relay rejected the API key (invalid, expired or out of quota)",
-    402: "The relay says payment is required: the account is out of balance",
-    403: "The relay refused the request: not enough quota, or this model is not allowed "
-    "for your key",
-    404: "The relay does not know this endpoint or model",
-    408: "The relay timed out waiting for the request",
-    413: "The request is too large for the relay: send fewer or smaller files",
-    429: "The relay is rate-limiting requests; wait a moment and retry",
-    500: "The relay hit an internal error",
-    502: "The relay's upstream gateway failed",
-    503: "The relay has no channel available for this model right now",
-    504: "The relay's upstream gateway timed out",
+# Translated when used (gettext_lazy): these are read at import, in no language.
+STATUS_EXPLANATIONS: dict[int, Promise] = {
+    400: _("The relay refused the request as invalid"),
+    401: _("The relay rejected the API key (invalid, expired or out of quota)"),
+    402: _("The relay says payment is required: the account is out of balance"),
+    403: _("The relay refused the request: not enough quota, or this model is not allowed "
+           "for your key"),
+    404: _("The relay does not know this endpoint or model"),
+    408: _("The relay timed out waiting for the request"),
+    413: _("The request is too large for the relay: send fewer or smaller files"),
+    429: _("The relay is rate-limiting requests; wait a moment and retry"),
+    500: _("The relay hit an internal error"),
+    502: _("The relay's upstream gateway failed"),
+    503: _("The relay has no channel available for this model right now"),
+    504: _("The relay's upstream gateway timed out"),
 }
 # What a code means, said after "The relay says".
-CODE_EXPLANATIONS: dict[str, str] = {
-    "insufficient_user_quota": "your relay account does not have enough quota for this request. "
-    "new-api pre-charges prompt + max tokens, so lowering Max tokens may help",
-    "insufficient_quota": "your account has run out of quota",
-    "prompt_blocked": "the model's safety filter blocked the prompt",
-    "model_price_error": "it has no price set for this model, so it refuses to run it",
-    "model_not_found": "it has no channel that serves this model",
-    "convert_request_failed": "it could not convert the request for the upstream model, "
-    "usually because of a media format it does not accept",
-    "do_request_failed": "it could not reach the upstream model",
-    "bad_response_status_code": "the upstream model answered with an error",
-    "empty_response": "the upstream model returned an empty answer",
-    "rate_limit_exceeded": "it is rate-limiting your requests; wait a moment and retry",
+CODE_EXPLANATIONS: dict[str, Promise] = {
+    "insufficient_user_quota": _("your relay account does not have enough quota for this "
+                                 "request. new-api pre-charges prompt + max tokens, so "
+                                 "lowering Max tokens may help"),
+    "insufficient_quota": _("your account has run out of quota"),
+    "prompt_blocked": _("the model's safety filter blocked the prompt"),
+    "model_price_error": _("it has no price set for this model, so it refuses to run it"),
+    "model_not_found": _("it has no channel that serves this model"),
+    "convert_request_failed": _("it could not convert the request for the upstream model, "
+                                "usually because of a media format it does not accept"),
+    "do_request_failed": _("it could not reach the upstream model"),
+    "bad_response_status_code": _("the upstream model answered with an error"),
+    "empty_response": _("the upstream model returned an empty answer"),
+    "rate_limit_exceeded": _("it is rate-limiting your requests; wait a moment and retry"),
 }
-
 
 ERROR_BODY_LIMIT = 64 * 1024
 RELAY_MESSAGE_LIMIT = 300  # characters of the relay's own words quoted to the user
@@ -167,28 +171,41 @@ def _read_error_object(payload: Any) -> tuple[str, str]:
 
 
 def _reason(code: str, relay_message: str) -> str:
+    """What the relay's code or words mean, in the active language ('' if unknown)."""
     if code in CODE_EXPLANATIONS:
-        return CODE_EXPLANATIONS[code]
+        return str(CODE_EXPLANATIONS[code])
     lowered = relay_message.lower()
     for needle, meaning in KNOWN_RELAY_MESSAGES:
         if needle in lowered:
-            return meaning
+            return str(meaning)
     return ""
 
 
 def sentence(lead: str, relay_message: str, *, empty: bool = False) -> str:
-    text = lead.rstrip(".")
+    """`lead` (a translated sentence without its final stop) with the relay's words."""
+    lead = str(lead).rstrip(".。")
     if relay_message:
-        text += f" (relay message: “{clip(relay_message)}”)"
-    elif empty:
-        text += " (with an empty answer)"
-    return text + "."
+        return gettext("%(lead)s (relay message: “%(message)s”).") % {
+            "lead": lead, "message": clip(relay_message)}
+    if empty:
+        return gettext("%(lead)s (with an empty answer).") % {"lead": lead}
+    return gettext("%(lead)s.") % {"lead": lead}
+
+
+def _reason_sentence(reason: str, relay_message: str) -> str:
+    """What the relay said and what it means, as one sentence a translator can reorder."""
+    if relay_message:
+        return gettext("The relay says %(reason)s (relay message: “%(message)s”).") % {
+            "reason": reason, "message": clip(relay_message)}
+    return gettext("The relay says %(reason)s.") % {"reason": reason}
 
 
 def _web_page(html: str) -> tuple[str, str]:
     """How to name an HTML answer in a message, and its title."""
     title = _html_title(html)
-    return (f"a web page (“{title}”)" if title else "a web page"), title
+    if title:
+        return gettext("a web page (“%(title)s”)") % {"title": title}, title
+    return gettext("a web page"), title
 
 
 def explain_error(
@@ -201,8 +218,9 @@ def explain_error(
         if _looks_html(payload, content_type):
             page, title = _web_page(payload)
             return RelayError(
-                f"The relay answered HTTP {status} with {page} instead of JSON; a proxy or "
-                "gateway in front of it is probably failing.",
+                gettext("The relay answered HTTP %(status)s with %(page)s instead of JSON; a "
+                        "proxy or gateway in front of it is probably failing.")
+                % {"status": status, "page": page},
                 status=status,
                 code="html_response",
                 relay_message=title,
@@ -213,13 +231,17 @@ def explain_error(
 
     reason = _reason(code, relay_message)
     if reason:
-        lead = f"The relay says {reason}"
-    elif status is not None:
-        lead = STATUS_EXPLANATIONS.get(status, f"The relay answered HTTP {status}")
+        message = _reason_sentence(reason, relay_message)
     else:
-        lead = "The relay reported an error"
+        if status is None:
+            lead = gettext("The relay reported an error")
+        elif status in STATUS_EXPLANATIONS:
+            lead = str(STATUS_EXPLANATIONS[status])
+        else:
+            lead = gettext("The relay answered HTTP %(status)s") % {"status": status}
+        message = sentence(lead, relay_message, empty=not payload)
     return RelayError(
-        sentence(lead, relay_message, empty=not payload),
+        message,
         status=status,
         code=code,
         relay_message=relay_message,
@@ -233,15 +255,15 @@ def unexpected_answer(status: int, body: bytes, content_type: str) -> RelayError
     if _looks_html(text, content_type):
         page, title = _web_page(text)
         return RelayError(
-            f"The relay answered with {page} instead of a reply; check that the base URL "
-            "points at the relay's API.",
+            gettext("The relay answered with %(page)s instead of a reply; check that the base "
+                    "URL points at the relay's API.") % {"page": page},
             status=status,
             code="html_response",
             relay_message=title,
         )
     return RelayError(
-        sentence("The relay answered with something that is neither a stream nor JSON",
-                  clip(text, 120)),
+        sentence(gettext("The relay answered with something that is neither a stream nor JSON"),
+                 clip(text, 120)),
         status=status,
         code="bad_response",
         relay_message=clip(text, 120),
@@ -258,7 +280,7 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise RelayError(
-            "The relay answered with something that is not JSON.", code="bad_json"
+            gettext("The relay answered with something that is not JSON."), code="bad_json"
         ) from exc
 
 
@@ -301,10 +323,13 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def duration_words(seconds: float) -> str:
     if seconds < 90:
-        return f"{round(seconds)} seconds"
+        count = round(seconds)
+        return ngettext("%(count)s second", "%(count)s seconds", count) % {"count": count}
     if seconds < 90 * 60:
-        return f"{round(seconds / 60)} minutes"
-    return f"{round(seconds / 3600)} hours"
+        count = round(seconds / 60)
+        return ngettext("%(count)s minute", "%(count)s minutes", count) % {"count": count}
+    count = round(seconds / 3600)
+    return ngettext("%(count)s hour", "%(count)s hours", count) % {"count": count}
 
 
 def check_error_chunk(chunk: Any, *, mid_stream: bool) -> None:
@@ -313,11 +338,16 @@ def check_error_chunk(chunk: Any, *, mid_stream: bool) -> None:
         return
     error = explain_error(None, chunk)
     reason = _reason(error.code, error.relay_message)
-    if mid_stream:
-        lead = "The relay reported an error during the reply"
+    if mid_stream and reason:
+        lead = gettext("The relay reported an error during the reply: %(reason)s") % {
+            "reason": reason}
+    elif mid_stream:
+        lead = gettext("The relay reported an error during the reply")
+    elif reason:
+        lead = gettext("The relay answered with an error: %(reason)s") % {"reason": reason}
     else:
-        lead = "The relay answered with an error"
-    error.message = sentence(f"{lead}: {reason}" if reason else lead, error.relay_message)
+        lead = gettext("The relay answered with an error")
+    error.message = sentence(lead, error.relay_message)
     error.args = (error.message,)
     error.retryable = False  # §3: the reply may have started; never send it twice
     raise error

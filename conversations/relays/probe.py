@@ -40,7 +40,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, ngettext, pgettext, pgettext_lazy
 
 from conversations.capabilities import DIALECT_KINDS
 from conversations.models import ChatModel, Relay, RelayProbe
@@ -63,6 +64,26 @@ MAX_TOKENS = 16
 EXPECTED_TOKENS = {"image": TOKENS_PER_IMAGE, "audio": TOKENS_PER_AUDIO_SECOND,
                    "video": TOKENS_PER_VIDEO_SECOND, "pdf": TOKENS_PER_PDF_PAGE}
 COUNTED_SHARE = 0.5
+# How the report names a verdict and a kind (the stored report keeps the English keys).
+VERDICT_WORDS = {
+    "answered": pgettext_lazy("probe verdict", "answered"),
+    "counted": pgettext_lazy("probe verdict", "counted"),
+    "dropped": pgettext_lazy("probe verdict", "dropped"),
+    "refused": pgettext_lazy("probe verdict", "refused"),
+    "unknown": pgettext_lazy("probe verdict", "unknown"),
+    "skipped": pgettext_lazy("probe verdict", "skipped"),
+}
+KIND_WORDS = {
+    "text": pgettext_lazy("probe kind", "text"),
+    "image": pgettext_lazy("probe kind", "image"),
+    "audio": pgettext_lazy("probe kind", "audio"),
+    "video": pgettext_lazy("probe kind", "video"),
+    "pdf": pgettext_lazy("probe kind", "pdf"),
+}
+
+
+def _word(table: dict, key: str) -> str:
+    return str(table.get(key, key))
 
 Pricer = Callable[[str, dict | None], Decimal | None]
 
@@ -140,31 +161,49 @@ class ProbeReport:
 
     def lines(self) -> list[str]:
         """The report for people to read (the command prints it; the admin shows it)."""
-        out = [f"Relay “{self.relay}”, dialect {self.dialect}: probed {len(self.models)} "
-               f"model(s) in {self.seconds:.1f} s, cost {_usd(self.cost_usd)} at list price."]
+        out = [ngettext(
+            "Relay “%(relay)s”, dialect %(dialect)s: probed %(count)s model in %(seconds)s s, "
+            "cost %(cost)s at list price.",
+            "Relay “%(relay)s”, dialect %(dialect)s: probed %(count)s models in %(seconds)s s, "
+            "cost %(cost)s at list price.", len(self.models),
+        ) % {"relay": self.relay, "dialect": self.dialect, "count": len(self.models),
+             "seconds": f"{self.seconds:.1f}", "cost": _usd(self.cost_usd)}]
         for model in self.models:
             base = model.baseline
-            timing = ""
-            if base is not None and base.first_token_s is not None:
-                timing = f", first token {base.first_token_s * 1000:.0f} ms"
-                if base.tokens_per_s:
-                    timing += f", {base.tokens_per_s:.0f} tokens/s"
-            out.append(f"{model.model_id}: cost {_usd(model.cost_usd)}{timing}")
+            values = {"model": model.model_id, "cost": _usd(model.cost_usd)}
+            if base is not None and base.first_token_s is not None and base.tokens_per_s:
+                line = gettext("%(model)s: cost %(cost)s, first token %(ms)s ms, %(speed)s "
+                               "tokens/s")
+                values |= {"ms": f"{base.first_token_s * 1000:.0f}",
+                           "speed": f"{base.tokens_per_s:.0f}"}
+            elif base is not None and base.first_token_s is not None:
+                line = gettext("%(model)s: cost %(cost)s, first token %(ms)s ms")
+                values["ms"] = f"{base.first_token_s * 1000:.0f}"
+            else:
+                line = gettext("%(model)s: cost %(cost)s")
+            out.append(line % values)
             for attempt in model.attempts:
-                out.append(f"  {attempt.kind:<5} {attempt.dialect:<17} {attempt.verdict:<8} "
+                out.append(f"  {_word(KIND_WORDS, attempt.kind):<5} {attempt.dialect:<17} "
+                           f"{_word(VERDICT_WORDS, attempt.verdict):<8} "
                            f"{attempt.detail}".rstrip())
             if model.note:
-                out.append(f"  note: {model.note}")
+                out.append("  " + gettext("note: %(note)s") % {"note": model.note})
             if model.proposed_flags:
-                takes = [k for k in KINDS if model.proposed_flags.get(k)] or ["text only"]
-                out.append(f"  proposed: takes {', '.join(takes)}")
-        out.append(f"Proposed dialect: {self.proposed_dialect}"
-                   + (" (unchanged)" if self.proposed_dialect == self.dialect else ""))
+                takes = [_word(KIND_WORDS, k) for k in KINDS if model.proposed_flags.get(k)]
+                out.append("  " + (gettext("proposed: takes %(kinds)s") % {
+                    "kinds": pgettext("list separator", ", ").join(takes)} if takes
+                    else gettext("proposed: takes text only")))
+        if self.proposed_dialect == self.dialect:
+            out.append(gettext("Proposed dialect: %(dialect)s (unchanged)")
+                       % {"dialect": self.proposed_dialect})
+        else:
+            out.append(gettext("Proposed dialect: %(dialect)s")
+                       % {"dialect": self.proposed_dialect})
         return out
 
 
 def _usd(value: Decimal | None) -> str:
-    return "unknown" if value is None else f"${value:.6f}"
+    return pgettext("cost", "unknown") if value is None else f"${value:.6f}"
 
 
 # -- samples ----------------------------------------------------------------------
@@ -253,14 +292,18 @@ async def probe_relay(
         model.proposed_flags = {kind: kind in counted for kind in KINDS}
         elsewhere = {kind: [d for d in DIALECT_KINDS if kind in model.counted(d)]
                      for kind in model.claimed if kind not in counted}
-        notes = [f"{kind} is counted only in {', '.join(ds)}" if ds
-                 else f"{kind} was not counted in any dialect"
+        notes = [gettext("%(kind)s is counted only in %(dialects)s") % {
+                     "kind": _word(KIND_WORDS, kind),
+                     "dialects": pgettext("list separator", ", ").join(ds)} if ds
+                 else gettext("%(kind)s was not counted in any dialect")
+                 % {"kind": _word(KIND_WORDS, kind)}
                  for kind, ds in elsewhere.items()]
         base = model.baseline
         if base is not None and is_substitution(requested=model.model_id,
                                                 served=base.served_model):
-            notes.append(f"the relay answered as “{base.served_model}”")
-        model.note = "; ".join(notes)
+            notes.append(gettext("the relay answered as “%(model)s”")
+                         % {"model": base.served_model})
+        model.note = pgettext("clause separator", "; ").join(notes)
     report.seconds = time.monotonic() - started
     return report
 
@@ -271,12 +314,13 @@ async def _probe_model(client: RelayClient, model_id: str, claimed: list[str], p
     baseline = await _attempt(client, model_id, "text", "", None, None, price)
     result.attempts.append(baseline)
     if baseline.verdict == "refused":
-        result.note = "the relay refused even a text-only request"
+        result.note = gettext("the relay refused even a text-only request")
         return result
     for kind in claimed:
         sample = samples.get(kind)
         if sample is None:
-            result.attempts.append(Attempt(kind, "-", "skipped", "no sample (ffmpeg missing)"))
+            result.attempts.append(Attempt(kind, "-", "skipped",
+                                           gettext("no sample (ffmpeg missing)")))
             continue
         # Dialects that spell this kind the same way (image_url for an image in
         # all five) share one request: its verdict stands for each of them.
@@ -289,7 +333,8 @@ async def _probe_model(client: RelayClient, model_id: str, claimed: list[str], p
                 first = sent[spelling]
                 result.attempts.append(replace(
                     first, dialect=dialect, cost_usd="0",
-                    detail=f"as {first.dialect} (the same `{spelling}` part)"))
+                    detail=gettext("as %(dialect)s (the same `%(part)s` part)")
+                    % {"dialect": first.dialect, "part": spelling}))
                 continue
             sent[spelling] = await _attempt(client, model_id, kind, dialect, sample,
                                             baseline, price)
@@ -338,24 +383,29 @@ async def _attempt(client: RelayClient, model_id: str, kind: str, dialect: str,
     if sample is not None:
         attempt.verdict, attempt.detail = _judge(kind, attempt, baseline)
     elif attempt.prompt_tokens is not None:
-        attempt.detail = f"{attempt.prompt_tokens} prompt tokens"
+        attempt.detail = ngettext("%(count)s prompt token", "%(count)s prompt tokens",
+                                  attempt.prompt_tokens) % {"count": attempt.prompt_tokens}
     return attempt
 
 
 def _judge(kind: str, attempt: Attempt, baseline: Attempt | None) -> tuple[str, str]:
     usage = attempt.usage
     if not usage or attempt.prompt_tokens is None:
-        return "unknown", "the relay reported no usage"
+        return "unknown", gettext("the relay reported no usage")
     base = (baseline.prompt_tokens if baseline else None) or 0
     extra = attempt.prompt_tokens - base
     expected = EXPECTED_TOKENS[kind]
     audio = _int((usage.get("prompt_tokens_details") or {}).get("audio_tokens"))
-    said = f"+{extra} prompt tokens over text alone (expected about {expected})"
+    values = {"extra": f"{extra:+d}", "expected": expected}
     if kind == "audio" and audio:
-        return "counted", f"{audio} audio tokens"
+        return "counted", ngettext("%(count)s audio token", "%(count)s audio tokens",
+                                   audio) % {"count": audio}
     if extra >= expected * COUNTED_SHARE:
-        return "counted", said
-    return "dropped", said + ": the relay dropped it without a word"
+        return "counted", gettext(
+            "%(extra)s prompt tokens over text alone (expected about %(expected)s)") % values
+    return "dropped", gettext(
+        "%(extra)s prompt tokens over text alone (expected about %(expected)s): the relay "
+        "dropped it without a word") % values
 
 
 def _int(value: Any) -> int:
@@ -396,14 +446,17 @@ def run_probe(*, relay: Relay, models: list[ChatModel] | None = None,
 
 def start_in_background(*, relay_id: int, model_ids: list[int] | None,
                         price: Pricer) -> threading.Thread:
-    """The admin's probe: its own thread, so no request waits on the relay."""
+    """The admin's probe: its own thread, so no request waits on the relay. Its
+    report is written in the language of the staff member who started it."""
+    language = translation.get_language()
 
     def run() -> None:
         close_old_connections()
         try:
-            relay = Relay.objects.get(pk=relay_id)
-            models = (list(relay.models.filter(pk__in=model_ids)) if model_ids else None)
-            run_probe(relay=relay, models=models, price=price)
+            with translation.override(language):
+                relay = Relay.objects.get(pk=relay_id)
+                models = (list(relay.models.filter(pk__in=model_ids)) if model_ids else None)
+                run_probe(relay=relay, models=models, price=price)
         finally:
             close_old_connections()
 
@@ -418,7 +471,8 @@ def apply_probe(*, probe: RelayProbe) -> list[str]:
     relay = probe.relay
     changes = []
     if probe.proposed_dialect and relay.dialect != probe.proposed_dialect:
-        changes.append(f"dialect {relay.dialect} → {probe.proposed_dialect}")
+        changes.append(gettext("dialect %(old)s → %(new)s")
+                       % {"old": relay.dialect, "new": probe.proposed_dialect})
         relay.dialect = probe.proposed_dialect
         relay.save(update_fields=["dialect"])
     for model_probe in report.models:
@@ -433,9 +487,12 @@ def apply_probe(*, probe: RelayProbe) -> list[str]:
             setattr(model, name, model_probe.proposed_flags[name.removeprefix("accepts_")])
         if updates:
             model.save(update_fields=updates)
-            changes.append(f"{model.model_id}: " + ", ".join(
-                f"{name.removeprefix('accepts_')} {'on' if getattr(model, name) else 'off'}"
-                for name in updates))
+            flags = pgettext("list separator", ", ").join(
+                (gettext("%(kind)s on") if getattr(model, name) else gettext("%(kind)s off"))
+                % {"kind": _word(KIND_WORDS, name.removeprefix("accepts_"))}
+                for name in updates)
+            changes.append(gettext("%(model)s: %(flags)s")
+                           % {"model": model.model_id, "flags": flags})
     probe.applied_at = timezone.now()
     probe.save(update_fields=["applied_at"])
     return changes

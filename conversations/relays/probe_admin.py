@@ -13,7 +13,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Relay
 from conversations.relays import probe
@@ -26,45 +29,57 @@ def _no_price(model_id: str, usage: dict | None) -> None:
 class ProbeAdminMixin:
     probe_pricer = staticmethod(_no_price)
 
-    @admin.action(description="Probe: send a tiny file of each kind through each dialect")
+    @admin.action(description=_("Probe: send a tiny file of each kind through each dialect"))
     def probe_relays(self, request, queryset) -> None:
         for relay in queryset:
             probe.start_in_background(relay_id=relay.pk, model_ids=None,
                                       price=type(self).probe_pricer)
-            self.message_user(
-                request, f"{relay.name}: probe started. Its report appears on the relay's "
-                "page in a minute or so; nothing changes until you apply it.")
+            self.message_user(request, gettext(
+                "%(relay)s: probe started. Its report appears on the relay's page in a minute "
+                "or so; nothing changes until you apply it.") % {"relay": relay.name})
 
-    @admin.action(description="Apply the last probe's proposed dialect and flags")
+    @admin.action(description=_("Apply the last probe's proposed dialect and flags"))
     def apply_last_probe(self, request, queryset) -> None:
         for relay in queryset:
             last = relay.probes.first()
             if last is None:
-                self.message_user(request, f"{relay.name}: not probed yet.", messages.WARNING)
+                self.message_user(request, gettext("%(relay)s: not probed yet.")
+                                  % {"relay": relay.name}, messages.WARNING)
                 continue
             changes = probe.apply_probe(probe=last)
-            self.message_user(request, f"{relay.name}: " + (
-                "; ".join(changes) if changes else "already as the probe proposed."))
+            if changes:
+                text = gettext("%(relay)s: %(changes)s") % {
+                    "relay": relay.name, "changes": "; ".join(changes)}
+            else:
+                text = gettext("%(relay)s: already as the probe proposed.") % {
+                    "relay": relay.name}
+            self.message_user(request, text)
 
-    @admin.display(description="Set up")
+    @admin.display(description=_("Set up"))
     def last_probe(self, relay: Relay) -> str:
         if not relay.pk:
-            return "Save the relay first; then import its models and probe it from here."
+            return gettext("Save the relay first; then import its models and probe it from "
+                           "here.")
         # Buttons of the change form posting (with its CSRF token) to the views below.
+        urls = [reverse(f"admin:conversations_relay_{name}", args=[relay.pk])
+                for name in ("import", "probe", "apply")]
         buttons = format_html(
             '<p class="relay-setup">'
-            '<button type="submit" formaction="{}" id="relay-import">Import models</button> '
-            '<button type="submit" formaction="{}" id="relay-probe">Probe</button> '
-            '<button type="submit" formaction="{}" id="relay-apply">Apply the last '
-            "probe's proposal</button></p>",
-            *(reverse(f"admin:conversations_relay_{name}", args=[relay.pk])
-              for name in ("import", "probe", "apply")))
+            '<button type="submit" formaction="{}" id="relay-import">{}</button> '
+            '<button type="submit" formaction="{}" id="relay-probe">{}</button> '
+            '<button type="submit" formaction="{}" id="relay-apply">{}</button></p>',
+            urls[0], gettext("Import models"), urls[1], gettext("Probe"),
+            urls[2], gettext("Apply the last probe's proposal"))
         last = relay.probes.first()
         if last is None:
-            return format_html("{}<p>Not probed yet.</p>", buttons)
+            return format_html("{}<p>{}</p>", buttons, gettext("Not probed yet."))
         report = probe.ProbeReport.from_json(last.report)
-        status = (f"applied {last.applied_at:%Y-%m-%d %H:%M}" if last.applied_at
-                  else "not applied")
+        if last.applied_at:
+            status = gettext("applied %(when)s") % {
+                "when": formats.date_format(timezone.localtime(last.applied_at),
+                                            "DATETIME_FORMAT")}
+        else:
+            status = gettext("not applied")
         return format_html('{}<p>{} ({})</p><pre class="probe-report">{}</pre>',
                            buttons, last, status, "\n".join(report.lines()))
 

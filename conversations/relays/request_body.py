@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.storage import Storage
+from django.utils.translation import gettext
 
 from conversations.relays.errors import RelayError
 
@@ -65,8 +66,8 @@ class InlineData:
             fh = await asyncio.to_thread(self.storage.open, self.name, "rb")
         except OSError as exc:
             raise MediaReadError(
-                f"The attachment “{self.label or self.name}” could not be read from storage, "
-                "so the request was not sent."
+                gettext("The attachment “%(name)s” could not be read from storage, so the "
+                        "request was not sent.") % {"name": self.label or self.name}
             ) from exc
         def read_ahead() -> asyncio.Future:
             return asyncio.ensure_future(asyncio.to_thread(_read_encoded, fh, chunk_bytes))
@@ -89,8 +90,8 @@ class InlineData:
                 yield encoded
             if total != self.size:
                 raise MediaReadError(
-                    f"The attachment “{self.label or self.name}” changed in storage while it "
-                    "was being sent; retry to send it again."
+                    gettext("The attachment “%(name)s” changed in storage while it was being "
+                            "sent; retry to send it again.") % {"name": self.label or self.name}
                 )
         finally:
             if pending is not None:  # a thread still reading: let it finish before closing

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from django.utils.translation import gettext
+
 from conversations.relays.errors import RelayError, check_error_chunk
 from conversations.relays.pictures import (
     ByteCutter,
@@ -134,7 +136,8 @@ def _chunks_of(data: str) -> list[Any]:
             except ValueError:
                 pass
         raise RelayError(
-            "The relay sent a piece of the reply that is not valid JSON.", code="bad_chunk"
+            gettext("The relay sent a piece of the reply that is not valid JSON."),
+            code="bad_chunk",
         ) from None
 
 
@@ -231,7 +234,8 @@ def events_from_completion(data: Any, pictures: Pictures | None = None) -> Itera
     """`pictures`: those already cut from the body's bytes (see `cut_body`)."""
     check_error_chunk(data, mid_stream=False)
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise RelayError("The relay's answer has no choices in it.", code="bad_response")
+        raise RelayError(gettext("The relay's answer has no choices in it."),
+                         code="bad_response")
     reader = _Reader(pictures)
     if answering := _answering_model(data):
         yield answering

@@ -18,8 +18,9 @@ from conversations.infra import translations
 LANGUAGES = ["zh_Hans"]
 # Neither the relay simulator (it plays the relay, whose words are not ours) nor
 # tests, benches, installed packages or collected static files are extracted.
-IGNORED = [".venv", "staticfiles", "tests", "bench", "conversations/simulator", "media",
-           "build"]
+# Uploaded files (MEDIA_ROOT) are skipped by makemessages itself: a "media"
+# pattern here would match any folder of that name, conversations/media too.
+IGNORED = [".venv", "staticfiles", "tests", "bench", "conversations/simulator", "build"]
 COPIED = ["manage.py", "chatsite", "conversations", "templates", "static"]
 
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
             return
         with tempfile.TemporaryDirectory() as scratch:
             copy = Path(scratch) / "project"
-            copy.mkdir()
+            copy.mkdir()  # manage.py, the first copied, is a file: its folder must exist
             for name in COPIED:
                 source = root / name
                 if source.is_dir():
