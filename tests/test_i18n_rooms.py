@@ -133,9 +133,10 @@ def test_money_is_formatted_the_active_languages_way_with_the_same_precision():
     assert [format_money(a, c) for a, c in amounts] == [
         "¥12,345.60", "$0.000658", "$1,234,567.89", "€0.50"]
     with translation.override("zh-hans"):
-        # Django's zh_Hans number format: no thousands separator.
+        # Grouped by thousands with a comma, as Chinese price lists write them
+        # (chatsite/formats/zh_Hans; Django's own zh_Hans format groups nothing).
         assert [format_money(a, c) for a, c in amounts] == [
-            "¥12345.60", "$0.000658", "$1234567.89", "€0.50"]
+            "¥12,345.60", "$0.000658", "$1,234,567.89", "€0.50"]
         assert format_money(None) == "价格未知"
 
 

@@ -72,7 +72,8 @@ def test_the_sign_in_page_is_in_chinese_for_a_chinese_browser():
         assert chinese in html
     for english in ("Sign in to chat", ">Username<", ">Password<", "No account?"):
         assert english not in html
-    assert "python manage.py createsuperuser" in html  # commands stay as they are
+    assert "没有账号？请联系本站的管理员为你添加。" in html
+    assert "manage.py" not in html  # staff commands are for the README, not this page
 
 
 def test_the_sign_in_page_stays_english_for_an_english_browser():

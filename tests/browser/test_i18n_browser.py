@@ -26,11 +26,13 @@ SAME_IN_CHINESE = {
     "json", "zip", "markdown", "token", "tokens", "usd", "cny", "kb", "mb", "gb", "ctrl",
     "shift", "enter", "esc", "alt", "tab", "api", "url", "http", "https", "id", "ai", "utc",
     "html", "sse", "relay", "workbench", "openai", "gemini", "new-api", "one-api", "k",
+    "top", "p",  # the "Top P" parameter, so named in Chinese interfaces too
 }
 
 # Subtrees that hold what people and models wrote, not the interface's words.
 CONTENT = ", ".join([
     ".md", ".user-text", "template", "script", "style", "noscript", "code", "pre", ".who",
+    "kbd",  # key names: Ctrl+Shift+O
     "#model-label", ".attachment-name", ".file-name", ".conversation-item .title",
     ".title-text", "#conversation-title", ".sidebar-foot .muted", ".relay-message",
     "textarea", "option", ".picture-prompt", "[data-content]",
@@ -53,7 +55,9 @@ LEFTOVERS_JS = """([content, names]) => {
 
 def english_left(page: Page, names: list[str]) -> list[str]:
     text = page.evaluate(LEFTOVERS_JS, [CONTENT, names])
-    text = re.sub(r"https?://\S+|[\w.+-]+@[\w.-]+|\b[\w-]+\.(?:png|pdf|mp4|wav)\b", " ", text)
+    text = re.sub(r"https?://\S+|[\w.+-]+@[\w.-]+|\b[\w-]+\.(?:png|pdf|mp4|wav)\b"
+                  r"|\b(?:Ctrl|Shift|Alt)\+[\w+]+|\b(?:image|audio|video|application)/[\w.+-]+",
+                  " ", text)  # addresses, file names, key combos, file types
     words = re.findall(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]", text)
     return sorted({w for w in words if w.lower() not in SAME_IN_CHINESE})
 
