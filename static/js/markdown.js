@@ -6,7 +6,6 @@
 
   var COPIED_FOR = 2000; // ms the button says "Copied"
 
-  function t(text) { return window.gettext ? window.gettext(text) : text; }
 
   // -- Copy on code blocks -----------------------------------------------------------
   function copyText(text) {
@@ -35,7 +34,7 @@
     clearTimeout(button._copyTimer);
     button._copyTimer = setTimeout(function () {
       button._copyTimer = null;
-      label(button, t("Copy"), t("Copy code"));
+      label(button, gettext("Copy"), gettext("Copy code"));
       button.classList.remove("copied");
     }, COPIED_FOR);
   }
@@ -47,9 +46,9 @@
     if (!code) return;
     copyText(code.textContent).then(function () {
       button.classList.add("copied");
-      showFor(button, t("Copied"));
+      showFor(button, gettext("Copied"));
     }, function () {
-      showFor(button, t("Copy failed"));
+      showFor(button, gettext("Copy failed"));
     });
   });
 
@@ -60,7 +59,7 @@
     var buttons = root.matches && root.matches("button.code-copy") ? [root]
       : root.querySelectorAll("button.code-copy");
     for (var i = 0; i < buttons.length; i++) {
-      if (!buttons[i]._copyTimer) label(buttons[i], t("Copy"), t("Copy code"));
+      if (!buttons[i]._copyTimer) label(buttons[i], gettext("Copy"), gettext("Copy code"));
     }
   }
 
