@@ -562,6 +562,7 @@ def test_the_labels_rendered_in_python_go_through_gettext_at_each_render(monkeyp
 # -- colours: the light and the dark theme keep text readable ----------------------
 
 _CSS = Path(__file__).resolve().parent.parent / "static" / "css"
+DARK = ':root[data-theme="dark"]'  # static/js/theme.js sets it: the system's or one chosen
 # (text, background) pairs the stylesheets use
 TEXT_ON = [
     ("ink", "bg"), ("ink", "panel"), ("muted", "bg"), ("muted", "panel"), ("faint", "panel"),
@@ -579,9 +580,9 @@ TEXT_ON = [
 def _theme_variables() -> tuple[dict[str, str], dict[str, str]]:
     css = (_CSS / "app.css").read_text()
     root = css[css.index(":root {"):]
-    light_part = root[:root.index("@media (prefers-color-scheme: dark)")]
-    dark_part = root[root.index("@media (prefers-color-scheme: dark)"):]
-    dark_part = dark_part[:dark_part.index("}\n}")]
+    light_part = root[:root.index(DARK)]
+    dark_part = root[root.index(DARK):]
+    dark_part = dark_part[:dark_part.index("\n}")]
     pattern = re.compile(r"--([\w-]+):\s*(#[0-9a-fA-F]{3,6})\b")
     light = dict(pattern.findall(light_part))
     return light, {**light, **dict(pattern.findall(dark_part))}
@@ -622,7 +623,8 @@ def test_the_dark_theme_is_dark_and_sets_every_colour_it_needs():
 
     assert _luminance(dark["bg"]) < 0.02 and _luminance(dark["panel"]) < 0.03
     assert _luminance(dark["ink"]) > 0.7
-    assert "color-scheme: light dark" in (_CSS / "app.css").read_text()
+    css = (_CSS / "app.css").read_text()
+    assert "color-scheme: light;" in css and "color-scheme: dark;" in css  # form controls too
 
 
 @pytest.mark.parametrize(("style", "theme"), [("xcode", "light"), ("github-dark", "dark")])
@@ -633,7 +635,7 @@ def test_highlighted_code_is_readable_in_both_themes(style, theme):
     light, dark = _theme_variables()
     background = (light if theme == "light" else dark)["code-bg"]
     css = (_CSS / "pygments.css").read_text()
-    light_rules, dark_rules = css.split("@media (prefers-color-scheme: dark)")
+    light_rules, dark_rules = css.split(DARK)
     token_colours = {
         colour for token, rule in get_style_by_name(style)
         if (colour := rule["color"]) and token not in Whitespace and token not in Error

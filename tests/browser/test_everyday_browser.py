@@ -140,3 +140,25 @@ def test_delete_asks_on_the_page_and_never_opens_a_browser_dialog(page: Page, li
     page.wait_for_load_state()
     assert dialogs == []
     assert page.request.get(url).status == 404
+
+
+def test_the_theme_follows_the_system_and_can_be_switched(browser, live_app):
+    context = browser.new_context(color_scheme="dark")
+    page = context.new_page()
+    sign_in(page, live_app, "bob")
+    html = page.locator("html")
+    expect(html).to_have_attribute("data-theme", "dark")  # the system's
+    dark_bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+    page.get_by_label("Theme").select_option("light")
+    expect(html).to_have_attribute("data-theme", "light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != dark_bg
+    page.reload()
+    expect(html).to_have_attribute("data-theme", "light")  # kept in this browser
+    expect(page.get_by_label("Theme")).to_have_value("light")
+
+    page.get_by_label("Theme").select_option("system")
+    expect(html).to_have_attribute("data-theme", "dark")
+    page.emulate_media(color_scheme="light")
+    expect(html).to_have_attribute("data-theme", "light")  # follows a change of the system
+    context.close()
