@@ -300,6 +300,10 @@ class Generation:
                         "what arrived is kept. Retry to try again.",
                     )
                 )
+            # Its pages are told, as after any end (else they show it streaming until
+            # reloaded); one that could not be saved is closed and announced by the sweep.
+            with contextlib.suppress(Exception):
+                await self._announce_finished_if_known()
         finally:
             _running.pop(self.message_id, None)
 
