@@ -17,8 +17,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import OperationalError
 from django.test import Client
+from psycopg_pool import PoolTimeout
 
 from conversations import generation, lifespan, replies, views
+from conversations.infra import outage
 from conversations.models import Message, Usage
 from tests.factories import make_user
 from tests.test_generation import GroupListener, _load, _post, _run, _setup
@@ -31,6 +33,11 @@ def _fast_frames(settings):
     settings.STREAM_FRAME_INTERVAL = 0.05
     settings.STREAM_CHECKPOINT_INTERVAL = 0.2
     settings.RELAY_MAX_RETRIES = 0
+
+
+@pytest.fixture(autouse=True)
+def _database_answered(monkeypatch):
+    monkeypatch.setattr(outage, "_no_connection_at", None)
 
 
 def _away_for(monkeypatch, calls: int) -> list[float]:
@@ -132,3 +139,39 @@ def test_other_errors_keep_djangos_own_500(monkeypatch):
     response = client.get("/c/new/")
     assert response.status_code == 500
     assert "database" not in response.content.decode()
+
+
+def test_once_a_request_found_no_connection_the_ones_right_behind_it_are_answered_at_once(
+        monkeypatch):
+    calls = []
+    answers = views.sidebar_conversations
+
+    def no_connection(*args, **kwargs):
+        calls.append(1)
+        try:
+            raise PoolTimeout("couldn't get a connection after 5.00 sec")
+        except PoolTimeout as exc:
+            raise OperationalError(str(exc)) from exc
+
+    monkeypatch.setattr(views, "sidebar_conversations", no_connection)
+    client = Client(raise_request_exception=False)
+    client.force_login(make_user())
+    assert client.get("/c/new/").status_code == 503
+    again = client.get("/c/new/")
+    assert again.status_code == 503 and "The database is not answering" in again.content.decode()
+    assert len(calls) == 1, "the second request waited for the database too"
+    monkeypatch.setattr(views, "sidebar_conversations", answers)
+    outage._no_connection_at -= outage.ANSWER_AT_ONCE_FOR  # that while is over
+    assert client.get("/c/new/").status_code == 200
+
+
+def test_a_failed_query_does_not_turn_the_next_requests_away(monkeypatch):
+    def bad_query(*args, **kwargs):
+        raise OperationalError("no such column: nothing")
+
+    monkeypatch.setattr(views, "sidebar_conversations", bad_query)
+    client = Client(raise_request_exception=False)
+    client.force_login(make_user())
+    assert client.get("/c/new/").status_code == 503
+    monkeypatch.undo()
+    assert client.get("/c/new/").status_code == 200

@@ -185,7 +185,7 @@ def test_postgres_away_mid_reply_nothing_is_lost_duplicated_or_stuck(
             # A page asked for while the database is away, on each process, while
             # the outage runs its course.
             asks = [asyncio.create_task(_ask(name, client, f"/c/{conversation_id}/"))
-                    for name, client in (("b", on_b), ("a", on_a))]
+                    for name, client in (("b", on_b), ("b2", on_b), ("b3", on_b), ("a", on_a))]
             await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - killed)))
             await asyncio.to_thread(database.start)
             back = time.monotonic()
