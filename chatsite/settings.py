@@ -159,7 +159,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2, "max_size": env_int("DATABASE_POOL_SIZE", 20),
         # While the database is away: a page waits this long for a connection, then
-        # says the database is not answering (conversations.views.server_error), not
+        # says the database is not answering (conversations/infra/outage.py), not
         # half a minute; generations and sweeps retry on their own.
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
         # The pool's reconnection attempts back off exponentially (1, 2, 4, 8 s…)

@@ -200,14 +200,14 @@ async def _while_database_away(call, message_id: int, what: str):
     saved nothing, and one whose commit landed unseen is found finished by the
     next (finish_reply saves once), so nothing is lost or counted twice."""
     deadline = time.monotonic() + DATABASE_PATIENCE
-    delay = 0.25
+    delay = first_delay = 0.25
     while True:
         try:
             return await call()
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            if delay == 0.25:
+            if delay == first_delay:
                 logger.warning("reply %s: the database is not answering (%s); trying to %s "
                                "again for up to %.0f s", message_id, exc, what,
                                DATABASE_PATIENCE)

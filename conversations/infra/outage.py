@@ -34,7 +34,8 @@ _no_connection_at: float | None = None  # time.monotonic() a request last found 
 
 
 def database_away(exception: BaseException | None) -> bool:
-    """The database could not be reached or dropped the connection (not a bad query)."""
+    """The database could not be reached, dropped the connection or timed out (on
+    PostgreSQL a bad query is a ProgrammingError, not one of these)."""
     return isinstance(exception, OperationalError | InterfaceError)
 
 
