@@ -20,3 +20,5 @@ urlpatterns = [
 # Posts Django refuses before a view runs (too large, unreadable) are said in plain
 # words, in the composer when HTMX sent them.
 handler400 = "conversations.views.bad_request"
+# The database away (restarting, failing over): a 503 in plain words (infra/outage.py).
+handler500 = "conversations.infra.outage.server_error"

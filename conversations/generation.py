@@ -30,7 +30,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import translation
 from django.utils.translation import gettext
 
@@ -60,6 +60,13 @@ logger = logging.getLogger(__name__)
 # the stored reply anyway).
 PUBLISH_RETRY_INTERVAL = 0.5
 FINISHED_PUBLISH_PATIENCE = 30.0
+
+# While the database is away (restarting, failing over), how long a reply's begin
+# and final save keep trying, the reply's text kept in memory meanwhile, and the
+# longest wait between two tries. Without it a save that met the outage ended
+# the reply as failed (or left it to the sweep, as if its server had died).
+DATABASE_PATIENCE = 60.0
+DATABASE_RETRY_MAX_INTERVAL = 2.0
 
 _loop: asyncio.AbstractEventLoop | None = None
 _running: dict[int, Generation] = {}
@@ -173,6 +180,10 @@ async def _checkpoint_periodically() -> None:
         if batch:
             try:
                 await database_sync_to_async(replies.checkpoint_replies)(batch)
+            except (OperationalError, InterfaceError) as exc:
+                # The database is away: the text is kept here, for the next
+                # checkpoint or the final save (which waits for the database).
+                logger.warning("checkpoint of %d replies failed: %s", len(batch), exc)
             except Exception:
                 logger.exception("checkpoint of %d replies failed", len(batch))
 
@@ -201,6 +212,27 @@ def _speaking(language: str, function):
 
 def _parallel_database() -> bool:
     return connection.vendor != "sqlite"
+
+
+async def _while_database_away(call, message_id: int, what: str):
+    """`await call()`, tried again while the database does not answer, for up to
+    DATABASE_PATIENCE. A step is one transaction (replies.py): a try that failed
+    saved nothing, and one whose commit landed unseen is found finished by the
+    next (finish_reply saves once), so nothing is lost or counted twice."""
+    deadline = time.monotonic() + DATABASE_PATIENCE
+    delay = first_delay = 0.25
+    while True:
+        try:
+            return await call()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if delay == first_delay:
+                logger.warning("reply %s: the database is not answering (%s); trying to %s "
+                               "again for up to %.0f s", message_id, exc, what,
+                               DATABASE_PATIENCE)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, DATABASE_RETRY_MAX_INTERVAL)
 
 
 def shut_down_soon() -> None:
@@ -269,7 +301,9 @@ class Generation:
             except Exception:  # pages that miss it catch up on their next connect
                 logger.exception("announcing reply %s failed", self.message_id)
         try:
-            job = await _in_database(replies.begin_reply)(self.message_id)
+            job = await _while_database_away(
+                lambda: _in_database(replies.begin_reply)(self.message_id),
+                self.message_id, "begin")
             if job is None:
                 await self._announce_finished_if_known()
                 return
@@ -293,6 +327,10 @@ class Generation:
                         error=error,
                     )
                 )
+            # Its pages are told, as after any end (else they show it streaming until
+            # reloaded); one that could not be saved is closed and announced by the sweep.
+            with contextlib.suppress(Exception):
+                await self._announce_finished_if_known()
         finally:
             _running.pop(self.message_id, None)
 
@@ -409,7 +447,8 @@ class Generation:
             return str(upsert("message-list", render_message(
                 message, text_html=text_html, reasoning_html=reasoning_html)))
 
-        return await _in_database(save, self.language)()
+        return await _while_database_away(_in_database(save, self.language), self.message_id,
+                                          "save")
 
     def _owner_language(self) -> str:
         owner_id = (Message.objects.filter(pk=self.message_id)

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import translation
 
 from conversations import generation, replies
@@ -86,13 +88,35 @@ async def _sweep_dead_replies_periodically() -> None:
     """Every process looks for replies whose process died (no heartbeat for
     STREAM_STALE_AFTER), closes them and tells the pages open on them.
 
-    The first look is at start-up: a restarted server closes what it left."""
+    The first look is at start-up: a restarted server closes what it left.
+
+    After the database was away, no reply is closed until it has answered for
+    STREAM_STALE_AFTER: the heartbeats of replies that lived through the
+    outage could not land meanwhile, and each needs a checkpoint to show it is
+    alive (within STREAM_CHECKPOINT_INTERVAL of the database's return). A
+    reply closed while alive would show as interrupted on its pages until it
+    ended. One whose process died meanwhile is closed that much later."""
+    spare_until: float | None = None  # None: the database answers; 0: it did not, last look
     while True:
         try:
-            await sweep_dead_replies()
+            if spare_until == 0.0:
+                await database_sync_to_async(_database_answers)()
+                spare_until = time.monotonic() + settings.STREAM_STALE_AFTER
+            elif spare_until is None or time.monotonic() >= spare_until:
+                await sweep_dead_replies()
+                spare_until = None
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("looking for dead replies failed: the database is not answering "
+                           "(%s)", exc)
+            spare_until = 0.0
         except Exception:
             logger.exception("looking for dead replies failed")
         await asyncio.sleep(_sweep_interval())
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 async def sweep_dead_replies() -> int:

@@ -4,11 +4,14 @@ its own database, signed in over HTTP, watched over a WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -175,3 +178,60 @@ def serve_until_up(env: dict, port: int, log: Path | None = None) -> subprocess.
             time.sleep(0.2)
     process.kill()
     raise AssertionError(f"serve did not start:\n{output()}")
+
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, on a free port, that the test can
+    take away (an immediate stop: the server's processes die at once, as in a
+    crash, and the next start recovers from the log) and start again on the
+    same port and data. Run as the `postgres` user when the test runs as root
+    (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        # Not under pytest's tmp_path: its folders are root's alone (0700).
+        self.folder = Path(tempfile.mkdtemp(prefix="private-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "postgres.log"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.folder, "postgres", "postgres")
+
+    @staticmethod
+    def available() -> bool:
+        return all((PG_BIN / name).is_file() for name in ("initdb", "pg_ctl", "postgres"))
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, text=True,
+                       cwd=self.folder)
+
+    def create(self) -> None:
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                  "--no-sync", "-E", "UTF8", "--locale", "C")
+
+    def start(self) -> None:
+        # fsync off: the test's data need not survive the machine, only the
+        # server's death (written pages are in the OS's cache), as a crash.
+        options = (f"-p {self.port} -k {self.folder} -h 127.0.0.1 -c fsync=off "
+                   "-c full_page_writes=off -c max_connections=100")
+        self._run(str(PG_BIN / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
+                  "-w", "-t", "30", "-o", options)
+
+    def kill(self) -> None:
+        """Away at once, as in a crash: every connection is cut."""
+        self._run(str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(str(PG_BIN / "pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
