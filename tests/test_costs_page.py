@@ -222,7 +222,8 @@ def test_the_sidebar_shows_each_conversations_cost_and_sorts_and_filters_by_it(w
     order = re.findall(rb'id="conversation-item-(\d+)"', html)
     assert str(empty.pk).encode() not in order and order[0] == str(cheap.pk).encode()
     # ... unless one is in it: the chat on screen stays in sight, first and current.
-    html = client.get(reverse("cost_sidebar"), {"show": "costly", "current": empty.pk}).content
+    html = client.get(reverse("cost_sidebar"),
+                      {"sort": "cost_asc", "show": "costly", "current": empty.pk}).content
     order = re.findall(rb'id="conversation-item-(\d+)"', html)
     assert order[0] == str(empty.pk).encode() and order.count(str(empty.pk).encode()) == 1
 
