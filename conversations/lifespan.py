@@ -128,7 +128,7 @@ async def sweep_dead_replies() -> int:
 
 
 def _close_and_render() -> list[tuple[int, str]]:
-    ids = replies.close_dead_replies()
+    ids = replies.close_orphaned_replies() + replies.close_dead_replies()
     if not ids:
         return []
     messages = (Message.objects.filter(pk__in=ids).select_related("model", "usage")

@@ -297,6 +297,11 @@ class Message(models.Model):
     # From the request to the relay to its first token (text or reasoning): the
     # staff's relays page shows its median per relay.
     first_token_ms = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # host:pid:start of the process generating it (replies.THIS_PROCESS): a restarted
+    # server closes at once what a process of this machine that is gone left streaming.
+    # Nullable so that adding it is an ALTER TABLE on SQLite, not a rebuild of the
+    # message table (which would drop the search index's triggers).
+    generated_by = models.CharField(max_length=120, null=True, blank=True, editable=False)  # noqa: DJ001
     # The text as search terms (search_terms.py), kept by save(); indexed by
     # SQLite FTS5 or a PostgreSQL tsvector (migration 0005_history_search).
     # A streaming reply's checkpoints do not touch it: a reply is found once saved.

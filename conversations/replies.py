@@ -6,8 +6,11 @@ and cost saved once), and close the replies whose process died.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -118,7 +121,8 @@ def _begin(message: Message, language: str) -> ReplyJob | None:
         body["extra_body"] = extra_body
     message.status = Message.Status.STREAMING
     message.updated_at = timezone.now()
-    message.save(update_fields=["status", "updated_at"])
+    message.generated_by = THIS_PROCESS
+    message.save(update_fields=["status", "updated_at", "generated_by"])
     return ReplyJob(
         message_id=message.pk, conversation_id=conversation.pk, owner_id=conversation.owner_id,
         target=target, body=body, model=model, language=language,
@@ -299,6 +303,41 @@ def _closed_by_a_sweep(message: Message) -> bool:
     return message.status == Message.Status.INTERRUPTED and is_dead_reply_error(message.error)
 
 
+def _started_ticks(pid: int | str) -> str | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22),
+    or None if there is no such process (or no /proc): with the pid, it names one
+    process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+HOST = socket.gethostname()
+# The process generating a reply, as begin_reply writes it (Message.generated_by).
+THIS_PROCESS = f"{HOST}:{os.getpid()}:{_started_ticks('self') or ''}"
+
+
+def _gone(generated_by: str) -> bool:
+    """Whether the process named `generated_by` (on this machine) no longer runs."""
+    _host, pid, started = generated_by.split(":", 2)
+    return bool(started) and _started_ticks(pid) != started
+
+
+def close_orphaned_replies() -> list[int]:
+    """Replies in flight whose generating process ran on this machine and is gone:
+    closed at once (a restarted server marks what its predecessor left, without
+    waiting for the heartbeat to go stale). Returns the ids closed."""
+    mine = (Message.objects.in_flight().filter(status=Message.Status.STREAMING,
+                                                generated_by__startswith=f"{HOST}:")
+            .values_list("pk", "generated_by"))
+    orphans = [pk for pk, generated_by in mine if _gone(generated_by)]
+    if not orphans:
+        return []
+    return _close_as_interrupted(Message.objects.in_flight().filter(pk__in=orphans))
+
+
 def close_dead_replies(
     *, message_id: int | None = None, older_than: timedelta | None = None
 ) -> list[int]:
@@ -321,6 +360,11 @@ def close_dead_replies(
         | Q(status=Message.Status.PENDING, updated_at__lt=now - pending_older_than))
     if message_id is not None:
         stale = stale.filter(pk=message_id)
+    return _close_as_interrupted(stale)
+
+
+def _close_as_interrupted(stale) -> list[int]:
+    now = timezone.now()
     with transaction.atomic():
         rows = list(stale.select_for_update(of=("self",))
                     .annotate(**languages.owner_columns("conversation__owner"))

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from conversations import services
+from conversations.billing.budgets import BudgetSpent, budget_status
 from conversations.context import context_meter
 from conversations.errors import ReplyInFlight, ServiceError
 from conversations.forms import (
@@ -60,7 +61,15 @@ def _composer_error(message: str, *, until_reply_ends: bool = False) -> HttpResp
     return HttpResponse(html, status=UNPROCESSABLE)
 
 
-def _refused(exc: ServiceError) -> HttpResponse:
+def _refused(exc: ServiceError, request: HttpRequest | None = None) -> HttpResponse:
+    if isinstance(exc, BudgetSpent) and request is not None:
+        # The banner says it all (in case it was not on the page yet); the composer points to it.
+        response = _composer_error(exc.short)
+        response.content += render_to_string(
+            "conversations/_budget_banner.html",
+            {"budget": budget_status(user=request.user), "oob": True}, request=request,
+        ).encode()
+        return response
     return _composer_error(exc.message, until_reply_ends=isinstance(exc, ReplyInFlight))
 
 
@@ -145,7 +154,7 @@ def conversation_new(request: HttpRequest) -> HttpResponse:
                 )
         except ServiceError as exc:
             if request.htmx:
-                return _refused(exc)
+                return _refused(exc, request)
             form.add_error(None, exc.message)
             return render(request, "conversations/new.html", _page_context(request, form=form),
                           status=UNPROCESSABLE)
@@ -252,7 +261,7 @@ def conversation_carry_over(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         fresh = services.continue_in_new_chat(conversation=conversation, author=request.user)
     except ServiceError as exc:
-        return _refused(exc)
+        return _refused(exc, request)
     url = reverse("conversation", kwargs={"pk": fresh.pk})
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -272,7 +281,7 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
             image_size=data["image_size"], edit_picture=data["edit_picture"],
         )
     except ServiceError as exc:
-        return _refused(exc)
+        return _refused(exc, request)
     if not request.htmx:
         return redirect("conversation", pk=conversation.pk)
     return HttpResponse(
@@ -347,7 +356,7 @@ def _change_branch(request: HttpRequest, shown, service, **arguments) -> HttpRes
     try:
         service(**arguments)
     except ServiceError as exc:
-        return _refused(exc)
+        return _refused(exc, request)
     if not request.htmx:
         return redirect("conversation", pk=shown.conversation_id)
     window = branch_window(conversation=shown.conversation)
@@ -363,7 +372,7 @@ def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.delete_conversation(conversation=conversation)
     except ServiceError as exc:
-        return _refused(exc)
+        return _refused(exc, request)
     url = reverse("home")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
@@ -376,7 +385,7 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
         services.rename_conversation(conversation=conversation,
                                      title=request.POST.get("title", ""))
     except ServiceError as exc:
-        return _refused(exc)
+        return _refused(exc, request)
     return _back_to(request, conversation)
 
 

@@ -84,8 +84,10 @@ def test_at_100_percent_a_message_is_refused_before_anything_is_sent(setup, simu
 
     assert response.status_code == 422
     html = response.content.decode()
+    # The composer points to the banner, which says it in full (and is sent along).
+    assert "Not sent: your monthly budget is used up (see above)." in html
+    assert 'id="budget-banner" hx-swap-oob="true"' in html
     assert "Your monthly budget of $10.00 is used up" in html
-    assert "New messages are refused until an administrator raises your budget." in html
     assert Message.objects.count() == messages_before
     assert simulator.requests == []
     page = client.get(reverse("conversation", args=[conversation.pk])).content.decode()

@@ -221,6 +221,11 @@ def test_the_sidebar_shows_each_conversations_cost_and_sorts_and_filters_by_it(w
     html = client.get(reverse("cost_sidebar"), {"sort": "cost_asc", "show": "costly"}).content
     order = re.findall(rb'id="conversation-item-(\d+)"', html)
     assert str(empty.pk).encode() not in order and order[0] == str(cheap.pk).encode()
+    # ... unless one is in it: the chat on screen stays in sight, first and current.
+    html = client.get(reverse("cost_sidebar"),
+                      {"sort": "cost_asc", "show": "costly", "current": empty.pk}).content
+    order = re.findall(rb'id="conversation-item-(\d+)"', html)
+    assert order[0] == str(empty.pk).encode() and order.count(str(empty.pk).encode()) == 1
 
     # the choice is remembered: the next page re-sorts its sidebar on load
     page = client.get(reverse("conversation", args=[cheap.pk])).content.decode()
@@ -300,3 +305,23 @@ def test_days_are_local_days_across_a_daylight_saving_change(settings, world):
 def test_a_conversation_total_in_the_database_is_the_sum_of_its_replies(world):
     research = Conversation.objects.get(pk=world["research"].pk)
     assert research.total_cost == Decimal(2)
+
+
+def test_models_are_named_as_the_chat_names_them_and_one_day_is_one_bar(world):
+    thinking = make_model(world["flash"].relay, "gemini-2.5-flash@reasoning",
+                          display_name="Thinking model")
+    chat = make_conversation(world["alice"], thinking, title="Deep thoughts")
+    _spend(chat, 1000, model=thinking)
+    client = Client()
+    client.force_login(world["alice"])
+    today = timezone.localdate().isoformat()
+
+    html = client.get(reverse("costs"), {"period": "custom", "start": today, "end": today}
+                      ).content.decode()
+
+    models = _table(html, "cost-by-model")
+    assert "Thinking model" in models and "gemini-2.5-flash@reasoning" not in models
+    bars = re.findall(r'<rect class="bar" x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', html)
+    assert bars and all(float(width) <= 48 for _, width in bars)  # a bar, not a slab
+    axis = html.split('class="chart-axis')[1].split("</div>")[0]
+    assert axis.count("<span>") == 1 and "one-day" in axis  # the date once, not at both ends

@@ -115,6 +115,12 @@ def test_filters_by_model_relay_date_and_files_and_sorts_by_cost(alice, model):
     assert found(since=date.today() - timedelta(days=1)) == ["budget question again"]
     assert found(until=date.today() - timedelta(days=30)) == ["budget question"]
     assert found(has_files=True) == ["budget question again"]
+    assert found(has_pictures=True) == []  # an upload is no picture a model made
+    Attachment.objects.create(uuid="00000000-0000-0000-0000-000000000002",
+                              message=cheap.messages.last(), owner=alice, kind="image",
+                              mime="image/png", size=1, original_name="made.png", file="y",
+                              generated=True)
+    assert found(has_pictures=True) == ["budget question"]
     assert found(sort="cost") == ["budget question again", "budget question"]
     assert found(sort="recent") == ["budget question again", "budget question"]
 

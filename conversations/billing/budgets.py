@@ -98,6 +98,16 @@ def budget_status(*, user: AbstractBaseUser, budget: Budget | None = None) -> Bu
     )
 
 
+class BudgetSpent(ServiceError):
+    """Refused for the budget: the page shows the budget banner with these words,
+    and the composer a short line pointing to it (not the same text twice)."""
+
+    @property
+    def short(self) -> str:
+        return gettext("Not sent: your monthly budget is used up (see above). Your message "
+                       "is still in the box.")
+
+
 def enforce_budget(*, owner: AbstractBaseUser) -> None:
     """Refuse a new message or retry once this month's budget is used up.
 
@@ -122,7 +132,8 @@ def enforce_budget(*, owner: AbstractBaseUser) -> None:
         return
     status = budget_status(user=owner, budget=budget)
     if status is not None and status.exceeded:
-        raise ServiceError(budget_refusal(status))
+        raise BudgetSpent(budget_refusal(status))
+
 
 
 def budget_refusal(status: BudgetStatus) -> str:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext
 
-from conversations.models import Conversation, Message, Relay, UsageDay
+from conversations.models import ChatModel, Conversation, Message, Relay, UsageDay
 
 ZERO = Decimal(0)
 COST_PLACES = Decimal("1e-10")  # as stored on Usage.cost
@@ -253,10 +253,14 @@ def cost_report(
     """`substituted`: replies answered by another model, per relay id
     (substitutions_by_relay), shown on each relay's line."""
     rows = [_with_unknown(row) for row in daily_rows(days)]
-    relay_names = dict(
-        Relay.objects.filter(pk__in={r["relay_id"] for r in rows if r["relay_id"]})
-        .values_list("pk", "name")
-    )
+    relay_ids = {r["relay_id"] for r in rows if r["relay_id"]}
+    relay_names = dict(Relay.objects.filter(pk__in=relay_ids).values_list("pk", "name"))
+    # Models as the chat names them (display names), not by the id the relay knows.
+    display_names = {
+        (relay_id, model_id): name
+        for relay_id, model_id, name in ChatModel.objects.filter(relay_id__in=relay_ids)
+        .exclude(display_name="").values_list("relay_id", "model_id", "display_name")
+    }
 
     totals: dict[str, Line] = {}
     by_day: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
@@ -268,7 +272,8 @@ def cost_report(
         by_day[currency][_as_date(row["day"])] += to_decimal(row["spent"])
         relay_name = relay_names.get(row["relay_id"], gettext("(deleted relay)"))
         key = (row["relay_id"], row["model_name"], currency)
-        model_name = row["model_name"] or gettext("(unknown model)")
+        model_name = (display_names.get((row["relay_id"], row["model_name"]))
+                      or row["model_name"] or gettext("(unknown model)"))
         by_model.setdefault(key, Line(key, model_name, currency,
                                       extra={"relay": relay_name})).add(row)
         key = (row["relay_id"], currency)
@@ -333,6 +338,7 @@ def _by_user(scoped: QuerySet[UsageDay]) -> list[Line]:
 
 
 CHART_WIDTH = 720.0
+CHART_MAX_BAR = 48.0
 CHART_HEIGHT = 160.0
 
 
@@ -340,15 +346,17 @@ def _chart(currency: str, days: dict[date, Decimal], period: Period) -> Chart:
     all_days = period.days
     peak = max(days.values(), default=ZERO)
     slot = CHART_WIDTH / max(1, len(all_days))
-    bar_width = max(1.0, slot * 0.8)
+    # A few days are bars of a bar's width, centred in their slot, not slabs
+    # across the whole chart (one day was a single bar 576 units wide).
+    bar_width = max(1.0, min(slot * 0.8, CHART_MAX_BAR))
     bars = []
     for index, day in enumerate(all_days):
         cost = days.get(day, ZERO)
         height = float(cost / peak) * CHART_HEIGHT if peak > 0 else 0.0
         if cost > 0:
             height = max(height, 1.0)  # a day with spending is never invisible
-        bars.append(ChartBar(day, cost, _svg(index * slot), _svg(CHART_HEIGHT - height),
-                             _svg(height)))
+        x = index * slot + (slot - bar_width) / 2 if bar_width < slot * 0.8 else index * slot
+        bars.append(ChartBar(day, cost, _svg(x), _svg(CHART_HEIGHT - height), _svg(height)))
     return Chart(currency, bars, peak, _svg(CHART_WIDTH), _svg(bar_width), _svg(CHART_HEIGHT),
                  _svg(CHART_HEIGHT + 24))
 

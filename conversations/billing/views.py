@@ -227,10 +227,17 @@ def sidebar_list(request: HttpRequest) -> HttpResponse:
         )
     conversations = list(conversations.order_by(*SORTS[sort])[:100])
     current = request.GET.get("current", "")
+    current_pk = int(current) if current.isdigit() else None
+    if current_pk is not None and all(c.pk != current_pk for c in conversations):
+        # The chat one is in stays in sight whatever the filter: first, marked current.
+        here = (Conversation.objects.for_user(request.user).select_related("model__relay")
+                .filter(pk=current_pk).first())
+        if here is not None:
+            conversations.insert(0, here)
     context = {
         "items": conversations,
         "sidebar_cost_map": cost_reports.sidebar_costs(conversations),
-        "current": {"pk": int(current)} if current.isdigit() else None,
+        "current": {"pk": current_pk} if current_pk is not None else None,
         "show": show,
     }
     return render(request, "conversations/_sidebar_list.html", context)

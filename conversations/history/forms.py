@@ -19,6 +19,7 @@ class SearchForm(forms.Form):
     until = forms.DateField(required=False, label=_("To"),
                             widget=forms.DateInput(attrs={"type": "date"}))
     files = forms.BooleanField(required=False, label=_("Has files"))
+    pictures = forms.BooleanField(required=False, label=_("Has generated pictures"))
     sort = forms.ChoiceField(required=False, label=_("Sort"), choices=[
         ("relevance", _("Best match")), ("recent", _("Most recent")),
         ("cost", _("Costliest"))])

@@ -32,6 +32,7 @@ class SearchFilters:
     since: date | None = None
     until: date | None = None  # inclusive
     has_files: bool = False
+    has_pictures: bool = False  # pictures a model made
     sort: str = "relevance"
 
 
@@ -95,6 +96,9 @@ def _matching_ids(*, user_id: int, groups, filters: SearchFilters, limit: int,
     if filters.has_files:
         where.append("EXISTS (SELECT 1 FROM conversations_attachment a JOIN conversations_message"
                      " f ON f.id = a.message_id WHERE f.conversation_id = c.id)")
+    if filters.has_pictures:
+        where.append("EXISTS (SELECT 1 FROM conversations_attachment a JOIN conversations_message"
+                     " f ON f.id = a.message_id WHERE f.conversation_id = c.id AND a.generated)")
     order = {"recent": "m.created_at DESC", "cost": "c.total_cost DESC, score"}.get(
         filters.sort, "score")
     if connection.vendor == "postgresql":

@@ -37,6 +37,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
             model_id=data["model"].pk if data["model"] else None,
             relay_id=data["relay"].pk if data["relay"] else None,
             since=data["since"], until=data["until"], has_files=data["files"],
+            has_pictures=data["pictures"],
             sort=data["sort"] or "relevance",
         )
         context["results"] = search(user=request.user, query=data["q"], filters=filters,

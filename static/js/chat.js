@@ -374,6 +374,8 @@
     if (open) {
       var first = sidebar.querySelector("a");
       if (first) first.focus();
+    } else if (sidebar.contains(document.activeElement) || document.activeElement === document.body) {
+      toggle.focus();  // closed: the keyboard goes back to the button that opened it
     }
   }
   document.addEventListener("click", function (evt) {

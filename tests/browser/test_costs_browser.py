@@ -137,6 +137,9 @@ def test_a_spent_budget_is_told_plainly_and_nothing_is_sent(page: Page, live_app
     message_box(page).press("Enter")
 
     expect(page.locator("#composer-error")).to_contain_text(
-        "New messages are refused until an administrator raises your budget.")
+        "Not sent: your monthly budget is used up (see above).")
+    # The full words once, in the banner; not the same text twice.
+    expect(page.get_by_text("New messages are refused until an administrator raises your "
+                            "budget.")).to_have_count(1)
     expect(page.locator("article.message-assistant")).to_have_count(replies)
     expect(message_box(page)).to_have_value("Another one?")
