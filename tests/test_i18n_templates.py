@@ -88,7 +88,7 @@ def test_the_new_chat_page_in_chinese(alice, conversation):
     for chinese in ("<h1>新对话</h1>", "+ 新对话", 'placeholder="输入消息…"', ">发送</button>",
                     ">退出登录</button>", ">图片库</a>", ">费用</a>", ">系统提示词</label>",
                     "<kbd>Enter</kbd> 发送",
-                    "选择一个模型（也可以调整其参数），然后发送第一条消息。"):
+                    "在下方写下第一条消息；模型和参数在上方，点一下即可调整。"):
         assert chinese in html
     for english in ("New chat", "Write a message", ">Send<", "Sign out", "System prompt",
                     "new line", "Pick a model"):

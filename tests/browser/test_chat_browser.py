@@ -64,6 +64,7 @@ def test_a_person_picks_a_model_and_parameters_and_watches_the_answer_stream(pag
     sign_in(page, live_app)
     page.goto(f"{live_app.url}/c/new/")
     pick_model(page, SLOW)
+    page.get_by_text("Parameters and system prompt").click()  # one click away
     page.get_by_label("Temperature").fill("0.4")
     page.get_by_label("Top P").fill("0.9")
     page.get_by_label("Max tokens").fill("2000")
