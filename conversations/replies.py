@@ -305,13 +305,15 @@ def _closed_by_a_sweep(message: Message) -> bool:
 
 def _started_ticks(pid: int | str) -> str | None:
     """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22),
-    or None if there is no such process (or no /proc): with the pid, it names one
-    process even after the pid is reused."""
+    or None if there is no such process, it has died but not been reaped yet
+    (a zombie), or there is no /proc: with the pid, it names one process even
+    after the pid is reused."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+    return None if fields[0] in {"Z", "X"} else fields[19]
 
 
 HOST = socket.gethostname()
@@ -323,6 +325,11 @@ def _gone(generated_by: str) -> bool:
     """Whether the process named `generated_by` (on this machine) no longer runs."""
     _host, pid, started = generated_by.split(":", 2)
     return bool(started) and _started_ticks(pid) != started
+
+
+def _alive_here(generated_by: str | None) -> bool:
+    """Whether the process named `generated_by` runs on this machine now."""
+    return bool(generated_by) and generated_by.startswith(f"{HOST}:") and not _gone(generated_by)
 
 
 def close_orphaned_replies() -> list[int]:
@@ -366,9 +373,15 @@ def close_dead_replies(
 def _close_as_interrupted(stale) -> list[int]:
     now = timezone.now()
     with transaction.atomic():
-        rows = list(stale.select_for_update(of=("self",))
-                    .annotate(**languages.owner_columns("conversation__owner"))
-                    .values_list("pk", "owner_language", "owner_browser_language"))
+        rows = [
+            (pk, chosen, browser) for pk, generated_by, chosen, browser in
+            stale.select_for_update(of=("self",))
+            .annotate(**languages.owner_columns("conversation__owner"))
+            .values_list("pk", "generated_by", "owner_language", "owner_browser_language")
+            # A silent heartbeat (the database was away) is no proof of death when the
+            # process that writes the reply is seen running on this machine.
+            if not _alive_here(generated_by)
+        ]
         ids = [pk for pk, _, _ in rows]
         by_language: dict[str, list[int]] = {}
         for pk, chosen, browser in rows:

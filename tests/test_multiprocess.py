@@ -239,4 +239,7 @@ def test_a_page_on_another_process_learns_within_seconds_that_a_killed_process_r
 
     received, took = asyncio.run(watch())
     assert "status-interrupted" in received
-    assert took < 15, f"the page learned after {took:.1f} s"
+    print(f"a page on B learned {took:.1f} s after A was killed")
+    # B sees A's process gone from this machine (replies.close_orphaned_replies) at its
+    # next sweep, a few seconds apart; a process elsewhere is judged by its heartbeat.
+    assert took < 8, f"the page learned after {took:.1f} s"

@@ -24,12 +24,30 @@ def _streaming(conversation, generated_by: str) -> Message:
     )
 
 
-def _a_process_that_died() -> str:
+def _a_process_that_died(*, reaped: bool = True) -> str:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     name = f"{replies.HOST}:{child.pid}:{replies._started_ticks(child.pid)}"
     child.kill()
-    child.wait()
+    if reaped:
+        child.wait()
+    else:  # killed, its parent not yet told: a zombie still in the process table
+        import time
+
+        time.sleep(0.3)
+        _zombies.append(child)
     return name
+
+
+_zombies: list = []
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_gone():
+    name = _a_process_that_died(reaped=False)
+    try:
+        assert replies._gone(name)
+    finally:
+        for child in _zombies:
+            child.wait()
 
 
 def test_a_reply_whose_process_on_this_machine_died_is_closed_at_once_and_no_other():
@@ -66,3 +84,19 @@ def test_begin_reply_names_the_process_that_generates(simulator):
     assert job is not None
     reply.refresh_from_db()
     assert reply.generated_by == replies.THIS_PROCESS
+
+
+def test_a_reply_whose_process_runs_here_is_never_taken_for_dead_by_a_silent_heartbeat():
+    from datetime import timedelta
+
+    conversation = make_conversation(make_user(), make_model(make_relay("http://127.0.0.1:9")))
+    long_silent = timezone.now() - timedelta(minutes=5)  # e.g. the database was away
+    alive = _streaming(conversation, replies.THIS_PROCESS)
+    dead = _streaming(conversation, _a_process_that_died())
+    elsewhere = _streaming(conversation, "another-host:1:12345")
+    Message.objects.filter(pk__in=[alive.pk, dead.pk, elsewhere.pk]).update(
+        updated_at=long_silent)
+
+    assert sorted(replies.close_dead_replies()) == sorted([dead.pk, elsewhere.pk])
+    alive.refresh_from_db()
+    assert alive.status == Message.Status.STREAMING
