@@ -183,10 +183,13 @@
     if (openSocket && evt.detail.event.target !== openSocket
         && openSocket.readyState === WebSocket.OPEN) return;
     openSocket = null;
+    showConnectionLost();
+  });
+  function showConnectionLost() {
     connectionStatus(navigator.onLine === false
       ? gettext("You are offline. The page reconnects as soon as the network is back; replies keep being written on the server.")
       : gettext("Connection lost, reconnecting… Replies keep being written on the server; nothing is lost."));
-  });
+  }
   function reconnectNow() {
     if (!socketWrapper || openSocket) return;
     if (document.visibilityState === "hidden" || navigator.onLine === false) return;
@@ -196,7 +199,11 @@
   // The network is gone: say so now instead of after the socket times out, and
   // reconnect on "online" rather than on a timer.
   window.addEventListener("offline", function () {
-    if (openSocket) openSocket.close();
+    // Said at once: a socket closed without a network may report its close late.
+    var lost = openSocket;
+    openSocket = null;
+    showConnectionLost();
+    if (lost) lost.close();
   });
   document.addEventListener("visibilitychange", reconnectNow);
 
