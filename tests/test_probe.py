@@ -199,3 +199,28 @@ def test_a_new_relay_needs_a_key_and_prices_cannot_be_negative():
     assert "cannot be negative" in page
     response = client.post("/admin/conversations/relay/add/", {**form, "api_key": "sk-new"})
     assert response.status_code == 302
+
+
+def test_staff_probe_only_the_models_they_choose_from_the_model_list(simulator):
+    import time
+
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    staff = make_user("root", is_staff=True, is_superuser=True)
+    relay = make_relay(simulator.url + "/newapi", dialect="media-url-parts", name="seed000")
+    chosen = make_model(relay, "gemini-2.5-flash-lite")
+    make_model(relay, "gemini-2.5-flash")  # not chosen: not probed
+    client = Client()
+    client.force_login(staff)
+    page = client.post("/admin/conversations/chatmodel/", {
+        "action": "probe_models", "_selected_action": [chosen.pk]}, follow=True)
+    assert "probe of 1 model started" in page.content.decode()
+    deadline = time.monotonic() + 30
+    while not RelayProbe.objects.filter(relay=relay).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    report = RelayProbe.objects.get(relay=relay).report
+    probed = [m["model_id"] for m in report["models"]]
+    assert probed == ["gemini-2.5-flash-lite"]
+    assert RelayProbe.objects.get(relay=relay).cost_usd is not None  # priced by billing

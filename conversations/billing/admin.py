@@ -136,6 +136,7 @@ async def _fetch_pricing(relay: Relay):
 
 class PricedChatModelAdmin(PriceHelpMixin, ChatModelAdmin):
     list_display = [*ChatModelAdmin.list_display, "price_summary"]
+    probe_pricer = staticmethod(list_usd)  # what each probe request cost
     list_select_related = ["relay"]
     readonly_fields = [*getattr(ChatModelAdmin, "readonly_fields", []),
                        "list_price_info"]

@@ -18,7 +18,7 @@ from conversations.relays.addresses import RelayAddressError, check_relay_url, h
 from conversations.relays.catalogue import fill_added_by_hand
 from conversations.relays.client import RelayClient
 from conversations.relays.errors import RelayError
-from conversations.relays.probe_admin import ProbeAdminMixin
+from conversations.relays.probe_admin import ModelProbeAdminMixin, ProbeAdminMixin
 
 # The admin's labels of the relay's and model's fields. The models carry no
 # verbose_name (adding one would be a migration), so the admin labels its forms
@@ -187,13 +187,14 @@ async def _list_models(relay: Relay) -> list[dict]:
         return await client.list_model_entries()
 
 
-class ChatModelAdmin(FieldLabelsMixin, admin.ModelAdmin):
+class ChatModelAdmin(FieldLabelsMixin, ModelProbeAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", column("model_id"), column("relay"),
                     *(column(name, boolean=True) for name in (
                         "accepts_image", "accepts_audio", "accepts_video", "accepts_pdf",
                         "outputs_images", "is_active"))]
     list_filter = ["relay", "is_active"]
     search_fields = ["model_id", "display_name"]
+    actions = ["probe_models"]
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Relay
@@ -24,6 +24,31 @@ from conversations.relays import probe
 
 def _no_price(model_id: str, usage: dict | None) -> None:
     return None
+
+
+class ModelProbeAdminMixin:
+    """The model list's Probe: only the models chosen (billing sets the pricer)."""
+
+    probe_pricer = staticmethod(_no_price)
+
+    @admin.action(description=_("Probe these models: a tiny file of each kind they claim, "
+                                "through each dialect"))
+    def probe_models(self, request, queryset) -> None:
+        """On the model list: only the models chosen, one probe per relay."""
+        chosen: dict[int, list[int]] = {}
+        for relay_id, model_id in queryset.values_list("relay_id", "pk"):
+            chosen.setdefault(relay_id, []).append(model_id)
+        names = dict(Relay.objects.filter(pk__in=chosen).values_list("pk", "name"))
+        for relay_id, model_ids in chosen.items():
+            probe.start_in_background(relay_id=relay_id, model_ids=model_ids,
+                                      price=type(self).probe_pricer)
+            self.message_user(request, ngettext(
+                "%(relay)s: probe of %(count)s model started. Its report appears on the "
+                "relay's page in a minute or so; nothing changes until you apply it.",
+                "%(relay)s: probe of %(count)s models started. Its report appears on the "
+                "relay's page in a minute or so; nothing changes until you apply it.",
+                len(model_ids)) % {"relay": names.get(relay_id, relay_id),
+                                   "count": len(model_ids)})
 
 
 class ProbeAdminMixin:
