@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django import template
-from django.utils.formats import number_format
-from django.utils.translation import gettext
 
 from conversations.billing import reports as cost_reports
 from conversations.billing.budgets import budget_status
-from conversations.billing.money import CURRENCY_SYMBOLS, ZERO, to_decimal
+from conversations.billing.money import format_money
 from conversations.billing.prices import SOURCE_LABELS
 
 register = template.Library()
@@ -18,27 +16,8 @@ register = template.Library()
 
 @register.filter
 def money(amount: Decimal | None, currency: str = "USD") -> str:
-    """An amount as format_money shows it (small amounts keep their significant
-    digits: $0.000658, not $0.00), with the active language's separators."""
-    currency = currency or "USD"
-    if amount is None:
-        return gettext("price unknown")
-    value = to_decimal(amount) or ZERO
-    magnitude = abs(value)
-    if magnitude >= 100 or magnitude == 0:
-        places = Decimal("0.01")
-    elif magnitude >= Decimal("0.01"):
-        places = Decimal("0.0001")
-    else:
-        places = Decimal("0.000001")
-    value = value.quantize(places, rounding=ROUND_HALF_UP)
-    decimals = -places.as_tuple().exponent
-    if places != Decimal("0.01"):
-        fraction = format(value, "f").partition(".")[2].rstrip("0")
-        decimals = max(len(fraction), 2)
-    text = number_format(value, decimal_pos=decimals, use_l10n=True, force_grouping=True)
-    symbol = CURRENCY_SYMBOLS.get(currency.upper())
-    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+    """An amount as format_money shows it (billing/money.py: the one rule)."""
+    return format_money(amount, currency or "USD")
 
 
 @register.filter

@@ -336,14 +336,15 @@
   });
 
   // -- copy ----------------------------------------------------------------------------
+  // The clipboard, or a hidden text area where it is not available (plain HTTP).
+  // Shared with markdown.js (code blocks' Copy), which loads after this script.
   function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
     return new Promise(function (resolve, reject) {
       var area = document.createElement("textarea");
       area.value = text;
       area.setAttribute("readonly", "");
-      area.style.position = "fixed";
-      area.style.opacity = "0";
+      area.className = "offscreen-copy";
       document.body.appendChild(area);
       area.select();
       var ok = false;
@@ -352,6 +353,7 @@
       if (ok) { resolve(); } else { reject(new Error("copy failed")); }
     });
   }
+  window.relayWorkbench = { copyText: copyText };
 
   document.addEventListener("click", function (evt) {
     var button = evt.target.closest && evt.target.closest("button[data-copy]");

@@ -8,21 +8,7 @@
 
 
   // -- Copy on code blocks -----------------------------------------------------------
-  function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
-    return new Promise(function (resolve, reject) {
-      var area = document.createElement("textarea");
-      area.value = text;
-      area.setAttribute("readonly", "");
-      area.className = "offscreen-copy";
-      document.body.appendChild(area);
-      area.select();
-      var ok = false;
-      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
-      area.remove();
-      if (ok) { resolve(); } else { reject(new Error("copy failed")); }
-    });
-  }
+  function copyText(text) { return window.relayWorkbench.copyText(text); }  // chat.js
 
   function label(button, text, name) {
     if (button.textContent !== text) button.textContent = text;
