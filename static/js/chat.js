@@ -61,6 +61,7 @@
         existing.remove();
         return;
       }
+      if (isStaleCopy(existing, child)) { child.remove(); return; }
       var focused = document.activeElement;
       var hadFocus = focused && focused !== document.body && existing.contains(focused);
       keepOpenDetails(existing, child);
@@ -75,6 +76,16 @@
       if (empty) empty.remove();
     }
   });
+
+  // A message never goes back from finished to in flight (a retry is a new message):
+  // an in-flight copy arriving after its end is older news. A post's own response
+  // can land after a fast failure's socket frame, and put "waiting…" back for good.
+  var IN_FLIGHT = { pending: true, streaming: true };
+  function isStaleCopy(existing, child) {
+    var before = existing.getAttribute("data-status");
+    var after = child.getAttribute && child.getAttribute("data-status");
+    return !!before && !!after && !IN_FLIGHT[before] && IN_FLIGHT[after];
+  }
 
   var BLOCK_NUMBER = /^m\d+-[a-z](\d+)$/;
   function laterBlock(container, child) {

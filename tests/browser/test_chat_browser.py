@@ -366,3 +366,21 @@ def test_a_follow_up_reply_says_writing_while_it_streams(page, live_app):
     expect(reply.locator(".badge", has_text="waiting for the relay")).to_have_count(0)
     expect(reply).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
     expect(reply.locator(".badge", has_text="writing…")).to_have_count(0)
+
+
+def test_a_finished_reply_is_not_put_back_in_flight_by_an_older_copy(page, live_app):
+    """A fast failure's frame can reach the page before the post's own response,
+    which still shows the reply waiting: the finished state stays."""
+    sign_in(page, live_app)
+    page.goto(f"{live_app.url}/c/new/")
+    shown = page.evaluate("""() => {
+      const list = document.createElement('section');
+      list.id = 'test-list';
+      document.querySelector('main').appendChild(list);
+      const copy = status => '<div hx-swap-oob="beforeend:#test-list" data-upsert>' +
+        `<article id="message-999999" data-status="${status}">${status}</article></div>`;
+      htmx.swap(list, copy('failed'), {swapStyle: 'none'});
+      htmx.swap(list, copy('pending'), {swapStyle: 'none'});
+      return [...list.children].map(c => c.dataset.status).join(' ');
+    }""")
+    assert shown == "failed"
