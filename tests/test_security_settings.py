@@ -114,3 +114,13 @@ def test_serve_on_a_fresh_machine_generates_a_key_beside_the_database_and_keeps_
     shown = _manage(env, "shell", "-v", "0", "-c", "from django.conf import settings; "
                     "print(settings.SECRET_KEY, settings.INSECURE_SECRET_KEY)")
     assert shown.stdout.split() == [key, "False"]
+
+
+def test_the_generated_key_file_is_never_committed():
+    """A key in the repository would be every clone's key: git must ignore the file."""
+    checked = subprocess.run(["git", "check-ignore", "-q", "--no-index", "secret-key"],
+                             cwd=ROOT, capture_output=True)
+    assert checked.returncode == 0, "secret-key beside the default database is not git-ignored"
+    tracked = subprocess.run(["git", "ls-files", "--", "secret-key", "db.sqlite3"],
+                             cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout == ""
