@@ -136,6 +136,31 @@ def test_results_come_in_pages(alice, model):
     assert not {h.message.pk for h in first.hits} & {h.message.pk for h in second.hits}
 
 
+def test_ranking_is_among_the_newest_matches_and_the_page_says_so(alice, model,
+                                                                  monkeypatch):
+    from conversations.history import search as search_module
+
+    monkeypatch.setattr(search_module, "RANKED_MATCHES", 3)
+    oldest = _chat(alice, model, "kiwi kiwi kiwi kiwi, the best match of all").messages.get()
+    newer = [_chat(alice, model, f"kiwi in passing, number {n}, among many other words")
+             .messages.get() for n in range(4)]
+
+    page = search(user=alice, query="kiwi")
+    recent = search(user=alice, query="kiwi", filters=SearchFilters(sort="recent"))
+
+    # Only the three newest are ranked, so the oldest (best) match is not among them.
+    assert page.capped and recent.capped
+    assert {h.message.pk for h in page.hits} == {m.pk for m in newer[1:]}
+    assert [h.message.pk for h in recent.hits] == [m.pk for m in reversed(newer[1:])]
+    assert not search(user=alice, query="best match").capped
+    assert search(user=alice, query="best match").hits[0].message.pk == oldest.pk
+
+    client = Client()
+    client.force_login(alice)
+    html = client.get(reverse("search"), {"q": "kiwi"}).content.decode()
+    assert "the newest 3 matches" in html
+
+
 def test_a_finished_reply_and_an_edited_question_are_found(alice, model, monkeypatch):
     from conversations import generation, replies
 

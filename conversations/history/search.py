@@ -3,6 +3,19 @@
 The database finds and ranks (SQLite FTS5 with bm25, PostgreSQL's tsvector
 with ts_rank), always joined to the conversation's owner; the terms are
 those of search_terms.py, so Chinese two-character words are found.
+
+Ranking is done among the newest RANKED_MATCHES matches (100 pages), and the
+page says when a search matched more. Ranking means reading every match's
+stored vector from the table: a common English phrase matched 131,000 of one
+person's 1,000,000 messages in bench/history.py, and ranking them all took
+560–700 ms on PostgreSQL (the GIN lookup itself is 50 ms; the heap reads are
+the rest). The newest 2,001 matches are read by walking the primary key
+backwards, or through the index when the words are rare, as the planner
+chooses, and ranked in 85–165 ms. Known limit: the planner estimates a
+phrase's matches as the product of its words', so a very common phrase of
+Chinese bigrams (上下文窗口 in 17% of the bench's messages) is guessed rare,
+read whole and takes 0.6–1.4 s there.
+
 Snippets are cut from the stored text here and escaped piece by piece
 before the matched words are wrapped in <mark>.
 """
@@ -21,6 +34,7 @@ from conversations.models import Conversation, Message
 from conversations.search_terms import highlight_words, query_groups
 
 PAGE_SIZE = 20
+RANKED_MATCHES = 2_000  # 100 pages
 SNIPPET_CHARS = 160
 SORTS = ("relevance", "recent", "cost")
 
@@ -49,6 +63,11 @@ class SearchPage:
     titles: list[Conversation] = field(default_factory=list)
     page: int = 1
     has_next: bool = False
+    capped: bool = False  # ranked among the newest RANKED_MATCHES matches only
+
+    @property
+    def ranked_limit(self) -> int:
+        return RANKED_MATCHES
 
 
 def search(*, user, query: str, filters: SearchFilters | None = None,
@@ -58,8 +77,8 @@ def search(*, user, query: str, filters: SearchFilters | None = None,
     groups = query_groups(query)
     if not groups:
         return result
-    ids = _matching_ids(user_id=user.pk, groups=groups, filters=filters,
-                        limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    ids, result.capped = _matching_ids(user_id=user.pk, groups=groups, filters=filters,
+                                       limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     result.has_next = len(ids) > PAGE_SIZE
     ids = ids[:PAGE_SIZE]
     by_id = Message.objects.for_user(user).select_related("conversation").in_bulk(ids)
@@ -78,7 +97,9 @@ def _title_matches(*, user, query: str, limit: int = 5) -> list[Conversation]:
 
 
 def _matching_ids(*, user_id: int, groups, filters: SearchFilters, limit: int,
-                  offset: int) -> list[int]:
+                  offset: int) -> tuple[list[int], bool]:
+    """One page of matching message ids, and whether ranking was cut to the newest
+    RANKED_MATCHES matches."""
     where = ["c.owner_id = %s"]
     params: list = [user_id]
     if filters.model_id:
@@ -99,23 +120,31 @@ def _matching_ids(*, user_id: int, groups, filters: SearchFilters, limit: int,
     if filters.has_pictures:
         where.append("EXISTS (SELECT 1 FROM conversations_attachment a JOIN conversations_message"
                      " f ON f.id = a.message_id WHERE f.conversation_id = c.id AND a.generated)")
-    order = {"recent": "m.created_at DESC", "cost": "c.total_cost DESC, score"}.get(
-        filters.sort, "score")
     if connection.vendor == "postgresql":
         match, score, source = _postgresql(groups)
-        order = order.replace("score", "score DESC") if filters.sort != "recent" else order
+        newest, better = "m.id DESC", "score DESC"
     else:
         match, score, source = _sqlite(groups)
+        # FTS5 walks its own rowids backwards without sorting; bm25: lower is better.
+        newest, better = "conversations_message_fts.rowid DESC", "score"
+    order = {"recent": "id DESC", "cost": f"total_cost DESC, {better}, id DESC"}.get(
+        filters.sort, f"{better}, id DESC")
     # Identifiers and fragments are constants of this module; every value is a parameter.
+    # Message ids grow with time: the newest matches are the highest ids. One more
+    # than is ranked is read to tell whether there were more; it is not ranked.
     sql = (
-        f"SELECT m.id, {score} AS score FROM {source} "  # noqa: S608
+        "SELECT id, found FROM (SELECT id, score, total_cost, "  # noqa: S608
+        "row_number() OVER (ORDER BY id DESC) AS n, count(*) OVER () AS found FROM ("
+        f"SELECT m.id, {score} AS score, c.total_cost FROM {source} "
         "JOIN conversations_conversation c ON c.id = m.conversation_id "
-        f"WHERE {match} AND {' AND '.join(where)} "
-        f"ORDER BY {order}, m.id DESC LIMIT %s OFFSET %s"
+        f"WHERE {match} AND {' AND '.join(where)} ORDER BY {newest} LIMIT %s"
+        f") newest) ranked WHERE n <= %s ORDER BY {order} LIMIT %s OFFSET %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_query_string(groups), *params, limit, offset])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(sql, [_query_string(groups), *params, RANKED_MATCHES + 1,
+                             RANKED_MATCHES, limit, offset])
+        rows = cursor.fetchall()
+    return [row[0] for row in rows], bool(rows) and rows[0][1] > RANKED_MATCHES
 
 
 def _query_string(groups) -> str:
