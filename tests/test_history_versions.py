@@ -210,6 +210,7 @@ def test_an_edit_keeps_the_questions_files_and_deleting_one_branch_keeps_the_fil
                           owner=conversation.owner, kind="image", mime="image/png", size=3,
                           original_name="cat.png")
     original.file.save("cat.png", ContentFile(b"png"), save=True)
+    question = Message.objects.get(pk=question.pk)  # as the edit view reads it, with its file
 
     edited, _ = services.edit_message(message=question, text="What animal is this?")
 

@@ -133,8 +133,21 @@ def leaf_id(conversation: Conversation) -> int | None:
     return branch[-1] if branch else None
 
 
+ONLY_VERSION = Versions(index=1, count=1, previous_id=None, next_id=None)
+_KNOWN_VERSIONS = "_known_versions"
+
+
+def mark_only_version(message: Message) -> None:
+    """`message` was just created under a message with no other child (a new
+    question under the leaf, its pending reply): versions_of needs no query."""
+    message.__dict__[_KNOWN_VERSIONS] = ONLY_VERSION
+
+
 def versions_of(message: Message) -> Versions:
     """One message's versions, from its parent and siblings alone (one indexed query)."""
+    known = message.__dict__.get(_KNOWN_VERSIONS)
+    if known is not None:
+        return known
     near = Q(parent_id=message.parent_id) if message.parent_id else Q(parent__isnull=True)
     if message.parent_id:
         near |= Q(pk=message.parent_id)
