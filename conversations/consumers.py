@@ -21,8 +21,7 @@ from conversations.events import (
     publish,
     user_group,
 )
-from conversations.fragments import frame_html, messages_upsert
-from conversations.models import Conversation
+from conversations.fragments import branch_upsert, frame_html
 from conversations.selectors import recent_messages
 
 # Close codes (4000-4999 are for applications): the page shows why.
@@ -156,9 +155,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return self._catch_up_in_language(user)
 
     def _catch_up_in_language(self, user) -> str | None:
-        if not Conversation.objects.for_user(user).filter(pk=self.conversation_id).exists():
-            return None
-        messages = recent_messages(
+        items = recent_messages(
             conversation_id=self.conversation_id, user=user, limit=CATCH_UP_MESSAGES,
         )
-        return str(messages_upsert(messages)) if messages else ""
+        if items is None:
+            return None
+        return str(branch_upsert(items)) if items else ""

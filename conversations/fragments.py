@@ -125,6 +125,12 @@ def messages_upsert(messages: Iterable[Message]) -> SafeString:
     return upsert("message-list", mark_safe("".join(render_message(m) for m in messages)))  # noqa: S308
 
 
+def branch_upsert(items: Iterable[tuple[Message, Versions]]) -> SafeString:
+    """messages_upsert for messages whose versions are known (read with their branch)."""
+    return upsert("message-list", mark_safe(  # noqa: S308 - rendered messages, escaped as usual
+        "".join(render_message(m, versions=v) for m, v in items)))
+
+
 def render_stored_messages(message_ids: Iterable[int]) -> str:
     """The messages as stored, as one upsert ("" if none is left).
 

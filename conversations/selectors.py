@@ -82,12 +82,15 @@ def branch_window(
     )
 
 
-def recent_messages(*, conversation_id: int, user, limit: int) -> list[Message]:
-    """The latest messages on screen, for a page that reconnects."""
+def recent_messages(
+    *, conversation_id: int, user, limit: int
+) -> list[tuple[Message, Versions]] | None:
+    """The latest messages on screen with their versions, for a page that
+    reconnects; None if the conversation is not the user's."""
     conversation = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
     if conversation is None:
-        return []
-    return [m for m, _ in conversation_branch(conversation=conversation, limit=limit)]
+        return None
+    return conversation_branch(conversation=conversation, limit=limit)
 
 
 SIDEBAR_PAGE = 50

@@ -231,7 +231,8 @@ def test_a_page_that_reconnects_catches_up_on_the_branch_on_screen(conversation)
     caught_up = recent_messages(conversation_id=conversation.pk, user=conversation.owner,
                                 limit=4)
 
-    assert [m.text for m in caught_up] == ["A colour?", "Blue"]
+    assert [(m.text, v.index, v.count) for m, v in caught_up] == [
+        ("A colour?", 1, 1), ("Blue", 2, 2)]
 
 
 def test_another_user_cannot_switch_edit_or_continue_your_messages(conversation):
