@@ -346,6 +346,21 @@ async def test_the_backend_connects_to_the_ip_literal_it_checked(monkeypatch):
     assert asked == [("2001:db8::5", 443, socket.AF_INET6), (PUBLIC, 443, socket.AF_INET)]
 
 
+async def test_an_ip_literal_is_checked_without_a_lookup(monkeypatch, listening):
+    loop = asyncio.get_running_loop()
+
+    async def no_lookup(*args, **kwargs):
+        raise AssertionError("an address needs no lookup")
+
+    monkeypatch.setattr(loop, "getaddrinfo", no_lookup)
+    checked: list[tuple] = []
+    port = listening.getsockname()[1]
+    stream = await AsyncioBackend(guard=lambda *args: checked.append(args)).connect_tcp(
+        "127.0.0.1", port, timeout=5)
+    await stream.aclose()
+    assert checked == [("127.0.0.1", port, "127.0.0.1")]
+
+
 async def test_a_guard_that_refuses_stops_the_connect_with_its_own_words(monkeypatch):
     loop = asyncio.get_running_loop()
 

@@ -37,6 +37,7 @@ knows nothing of relays.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
@@ -244,13 +245,27 @@ async def _open(
     return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
 
 
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address if it is one in the usual spelling (2852039166 and such
+    are left to getaddrinfo, which says which address they mean)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 async def _connect_checked(
     host: str, port: int, guard: Guard, local_address: str | None,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Resolve `host`, let `guard` judge every address, connect to the first that answers."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   proto=socket.IPPROTO_TCP)
+    literal = _ip_literal(host)
+    if literal is not None:  # no lookup (getaddrinfo is a thread hop) for 127.0.0.1 and such
+        infos = [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET,
+                  socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    else:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       proto=socket.IPPROTO_TCP)
     for info in infos:
         try:
             guard(host, port, str(info[4][0]))
