@@ -16,6 +16,18 @@ from conversations.simulator.app import Simulator
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# The fake relays of the tests listen on loopback: allowed here (also for the
+# servers tests start, through the environment), refused by default in the app.
+# Tests of the address rule set it off with pytest-django's `settings`.
+os.environ["RELAY_ALLOW_PRIVATE"] = "true"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _relays_on_loopback() -> None:
+    from django.conf import settings
+
+    settings.RELAY_ALLOW_PRIVATE = True
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled_catalogues() -> None:

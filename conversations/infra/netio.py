@@ -18,6 +18,17 @@ has arrived, or waits on one future with one timer. TLS is asyncio's own
 (`loop.start_tls`), as httpcore asks for it after connecting. Errors and
 timeouts become httpcore's exceptions, which httpx turns into its own, so
 `relay.RelayClient` sees exactly what it saw with the default backend.
+
+A backend given a `guard` resolves host names itself (`loop.getaddrinfo`),
+hands every address to the guard, and connects to the checked IP literal, so
+no second resolution can answer differently (DNS rebinding between a check
+and the connect). TLS still verifies the name: httpcore calls `start_tls`
+with `server_hostname` set to the URL's host (or the request's `sni_hostname`)
+after `connect_tcp`, whatever address the socket reached. A guard that
+refuses raises ValueError; the connect then fails, before a byte is sent,
+with `AddressRefused` (an httpcore.ConnectError) carrying the guard's words.
+What the guard allows is the caller's rule (relays.addresses): this module
+knows nothing of relays.
 """
 
 # The `timeout` arguments are httpcore's network-backend interface.
@@ -26,9 +37,10 @@ timeouts become httpcore's exceptions, which httpx turns into its own, so
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -36,6 +48,14 @@ import httpx
 
 # Stop reading from the socket while this much is waiting to be read.
 _HIGH_WATER = 1 << 20
+
+# guard(host, port, address): returns if a connection to `address` (an IP
+# literal that `host` resolved to) may be opened; raises ValueError if not.
+Guard = Callable[[str, int, str], None]
+
+
+class AddressRefused(httpcore.ConnectError):
+    """The guard refused an address the host name resolved to; nothing was sent."""
 
 
 class _Protocol(asyncio.Protocol):
@@ -225,7 +245,48 @@ async def _open(
     return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
 
 
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address if it is one in the usual spelling (2852039166 and such
+    are left to getaddrinfo, which says which address they mean)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+async def _connect_checked(
+    host: str, port: int, guard: Guard, local_address: str | None,
+) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+    """Resolve `host`, let `guard` judge every address, connect to the first that answers."""
+    loop = asyncio.get_running_loop()
+    literal = _ip_literal(host)
+    if literal is not None:  # no lookup (getaddrinfo is a thread hop) for 127.0.0.1 and such
+        infos = [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET,
+                  socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))]
+    else:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       proto=socket.IPPROTO_TCP)
+    for info in infos:
+        try:
+            guard(host, port, str(info[4][0]))
+        except ValueError as exc:  # one refused address refuses the name: no partial trust
+            raise AddressRefused(str(exc)) from exc
+    error = OSError(f"{host} has no address")
+    for family, _, proto, _, sockaddr in infos:
+        try:
+            return await loop.create_connection(
+                _Protocol, sockaddr[0], port, family=family, proto=proto,
+                local_addr=(local_address, 0) if local_address else None,
+            )
+        except OSError as exc:
+            error = exc
+    raise error
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, guard: Guard | None = None) -> None:
+        self.guard = guard
+
     async def connect_tcp(
         self,
         host: str,
@@ -235,12 +296,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[tuple] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        stream = await _open(
-            loop.create_connection(
+        if self.guard is not None:
+            connecting = _connect_checked(host, port, self.guard, local_address)
+        else:
+            connecting = loop.create_connection(
                 _Protocol, host, port, local_addr=(local_address, 0) if local_address else None
-            ),
-            timeout, f"{host}:{port}",
-        )
+            )
+        stream = await _open(connecting, timeout, f"{host}:{port}")
         sock: socket.socket | None = stream.get_extra_info("socket")
         for option in socket_options or ():
             if sock is not None:
@@ -260,13 +322,21 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-def use_asyncio_network(client: httpx.AsyncClient) -> httpx.AsyncClient:
-    """Make the client's default transport reach the network through AsyncioBackend.
+def use_asyncio_network(
+    client: httpx.AsyncClient, *, guard: Guard | None = None
+) -> httpx.AsyncClient:
+    """Make the client's default transport reach the network through AsyncioBackend
+    (with `guard`, every address it connects to is judged first).
 
     The client keeps all of httpx's own set-up (TLS settings, pool limits,
     proxies from the environment, which stay on httpcore's default backend).
     httpx builds its httpcore pool with no way to pass a network backend; the
     pool reads this attribute each time it opens a connection.
+
+    Through a proxy (HTTP(S)_PROXY, ALL_PROXY in the environment) the guard is
+    not used: the proxy resolves the relay's name and the app never learns the
+    address, so what the proxy may reach is the proxy's rule. The address is
+    still checked when the relay is saved.
     """
     if not isinstance(client._transport, httpx.AsyncHTTPTransport):
         return client  # a transport of the caller's own (tests inject one)
@@ -281,5 +351,5 @@ def use_asyncio_network(client: httpx.AsyncClient) -> httpx.AsyncClient:
             f"(httpx {httpx.__version__}, httpcore {httpcore.__version__}); update "
             "conversations/infra/netio.py"
         )
-    pool._network_backend = AsyncioBackend()
+    pool._network_backend = AsyncioBackend(guard)
     return client

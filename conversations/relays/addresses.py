@@ -5,6 +5,15 @@ unspecified, multicast and reserved ones, in any spelling (IPv4-mapped IPv6,
 decimal or hex IPv4). Private and loopback addresses (a new-api on your own
 network) only with RELAY_ALLOW_PRIVATE. A host name is checked by what it
 resolves to now, when it resolves.
+
+Twice: `check_relay_url` when a relay is saved, and `check_connection` each
+time a connection to a relay is opened, on the very address connected to
+(conversations.infra.netio resolves the name, asks it about every address,
+then connects to the checked address itself). A name that resolved to a
+public address when it was saved and to 169.254.169.254 or 127.0.0.1 later
+(DNS rebinding) is refused before a byte, key or prompt is sent. The one
+loopback relay allowed without RELAY_ALLOW_PRIVATE is the app's own
+simulator, at SIMULATOR_URL (the port `serve` listens on).
 """
 
 from __future__ import annotations
@@ -46,15 +55,41 @@ def check_relay_url(url: str, *, allow_private: bool | None = None) -> str:
         raise RelayAddressError(_metadata_message(host))
     literal = _literal_address(host)
     if literal is not None:
-        _check_address(literal, host, allow_private=allow_private)
+        check_address(literal, host, allow_private=allow_private)
         return url
     if host == "localhost" or host.endswith(".localhost"):
         if not allow_private:
             raise RelayAddressError(_private_message(host))
         return url
     for address in _resolve(host):
-        _check_address(address, host, allow_private=allow_private)
+        check_address(address, host, allow_private=allow_private)
     return url
+
+
+def check_connection(host: str, port: int, address: str) -> None:
+    """At connect time: RelayAddressError unless a connection to `address` (an IP
+    literal `host` resolved to just now) may be opened for a relay on `port`.
+
+    The rule of `check_relay_url`, with RELAY_ALLOW_PRIVATE read now; loopback
+    is also allowed to this process's own simulator (SIMULATOR_URL's host and
+    port), and only loopback.
+    """
+    name = host.strip("[]").rstrip(".").lower()
+    if name in METADATA_HOSTS:
+        raise RelayAddressError(_metadata_message(name))
+    ip = ipaddress.ip_address(address.split("%")[0])
+    allow_private = settings.RELAY_ALLOW_PRIVATE or (
+        _unwrap(ip).is_loopback and _is_own_simulator(name, port))
+    shown = name if _literal_address(name) == ip else f"{name} ({ip})"
+    check_address(ip, shown, allow_private=allow_private)
+
+
+def _is_own_simulator(host: str, port: int) -> bool:
+    if not settings.SIMULATOR_URL:
+        return False
+    scheme, own_host, own_port = host_of(settings.SIMULATOR_URL)
+    own_port = own_port or (443 if scheme == "https" else 80)
+    return (own_host, own_port) == (host, port)
 
 
 def host_of(url: str) -> tuple[str, str, int | None]:
@@ -90,7 +125,10 @@ def _unwrap(address: IPAddress) -> IPAddress:
     return address
 
 
-def _check_address(address: IPAddress, host: str, *, allow_private: bool) -> None:
+def check_address(address: IPAddress | str, host: str, *, allow_private: bool) -> None:
+    """RelayAddressError, naming `host`, unless the app may send requests to `address`."""
+    if isinstance(address, str):
+        address = ipaddress.ip_address(address.split("%")[0])
     address = _unwrap(address)
     if address in METADATA_ADDRESSES:
         raise RelayAddressError(_metadata_message(host))

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 from django.utils.translation import gettext, ngettext
 
-from conversations.infra.netio import use_asyncio_network
+from conversations.infra.netio import AddressRefused, use_asyncio_network
+from conversations.relays.addresses import check_connection
 from conversations.relays.errors import (
     ERROR_BODY_LIMIT,
     RelayError,
@@ -102,8 +103,17 @@ _shared: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
 
 def new_http_client(**options: Any) -> httpx.AsyncClient:
     """An httpx client for relays, reading through the plain-asyncio network
-    backend (conversations.netio): a stream is one small read per token."""
-    return use_asyncio_network(httpx.AsyncClient(**options))
+    backend (conversations.infra.netio): a stream is one small read per token.
+
+    Every connection it opens is to an address `addresses.check_connection`
+    allowed at that moment, so a relay's name that now resolves somewhere a
+    relay cannot be (DNS rebinding) gets neither the key nor the prompt. Every
+    request to a relay (replies, titles, model and price import, balance,
+    probe) goes through a client made here. Through a proxy from the
+    environment the check cannot see the relay's address (netio's
+    `use_asyncio_network` says why) and only the check on saving applies.
+    """
+    return use_asyncio_network(httpx.AsyncClient(**options), guard=check_connection)
 
 
 def shared_http_client() -> httpx.AsyncClient:
@@ -256,6 +266,14 @@ class RelayClient:
     def _transport_error(self, exc: httpx.HTTPError, *, answered: bool) -> RelayError:
         """Say in plain words what went wrong on the wire."""
         where = self.target.base_url
+        refused = _address_refusal(exc)
+        if refused is not None:
+            # Not retried: the name resolves somewhere the key must not go.
+            return RelayError(
+                gettext("The relay at %(url)s was not contacted: its address now points "
+                        "somewhere the app never sends requests or keys to. %(reason)s")
+                % {"url": where, "reason": short_reason(refused)},
+                code="address_refused")
         if isinstance(exc, httpx.ConnectTimeout):
             return RelayError(
                 gettext("Could not connect to the relay at %(url)s: it did not answer in "
@@ -381,6 +399,16 @@ class RelayClient:
             raise unexpected_answer(response.status_code, response.content[:ERROR_BODY_LIMIT],
                                     content_type)
         return parse_json(response.content)
+
+
+def _address_refusal(exc: BaseException) -> AddressRefused | None:
+    """The connect-time address refusal behind an httpx error, if that is what it was."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx's error, httpcore's, the guard's
+        if seen is None or isinstance(seen, AddressRefused):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def stream_body(body: dict[str, Any]) -> dict[str, Any]:
