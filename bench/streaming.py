@@ -118,6 +118,7 @@ class Stack:
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
             "MEDIA_ROOT": str(workdir / "media"),
             "SIMULATOR_ENABLED": "false",
+            "RELAY_ALLOW_PRIVATE": "true",  # the standalone simulator on loopback
             "DEBUG": "false",
             # Every process of the run (seeding, server, worker) shares one key.
             "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),

@@ -218,6 +218,7 @@ def main() -> None:
     sink_port, app_port = free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
            "MEDIA_ROOT": str(workdir / "media"), "SIMULATOR_ENABLED": "false",
+           "RELAY_ALLOW_PRIVATE": "true",  # the standalone simulator on loopback
            "DEBUG": "false",
            "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
            "LOG_LEVEL": "WARNING", "PUBLIC_BASE_URL": ""}
