@@ -29,6 +29,17 @@ def _relays_on_loopback() -> None:
     settings.RELAY_ALLOW_PRIVATE = True
 
 
+@pytest.fixture(autouse=True)
+def _no_language_left_active():
+    """A request through the test client leaves its language active in this thread
+    (LocaleMiddleware activates it; nothing deactivates it): the next test would
+    start in Chinese."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _compiled_catalogues() -> None:
     """The .mo files, as `serve` compiles them for the app."""
