@@ -256,3 +256,38 @@ def test_in_chinese_the_search_takes_chinese_words(browser, live_app):
     page.keyboard.press("Escape")
     expect(page.get_by_role("button", name=re.compile(r"^接下来回复所用的模型"))).to_be_focused()
     context.close()
+
+
+def test_while_a_reply_is_written_the_picker_stays_open_and_escape_stops_nothing(
+        page: Page, live_app, screen):
+    sign_in(page, live_app)
+    start_chat(page, live_app, WORKING, "Hello")
+    _finished(page)
+    with page.expect_response(re.compile(r"/messages/$")):
+        message_box(page).fill("Tell me more")
+        message_box(page).press("Enter")
+    expect(last_reply(page)).to_have_attribute("data-status", re.compile("pending|streaming"))
+    page.keyboard.press("Control+Shift+M")
+    expect(_search(page)).to_be_focused()
+    # Escape closes the popup only: the reply goes on.
+    page.keyboard.press("Escape")
+    expect(_button(page)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(_search(page)).to_be_focused()
+    page.keyboard.type("flash")
+    _finished(page)  # complete, not stopped
+    # The page's refreshes after the reply (cost, context meter) leave it open and focused.
+    page.wait_for_timeout(1500)
+    expect(_search(page)).to_be_focused()
+    expect(_search(page)).to_have_value("flash")
+    expect(last_reply(page).locator(".md")).to_contain_text("end of the simulated answer")
+    page.keyboard.press("Escape")
+
+    # A draft in the message box survives those refreshes too.
+    message_box(page).fill("Next question")
+    message_box(page).press("Enter")
+    expect(page.locator("article.message-assistant")).to_have_count(3, timeout=REPLY_TIMEOUT)
+    message_box(page).fill("A draft, not sent")
+    _finished(page)
+    page.wait_for_timeout(1500)
+    expect(message_box(page)).to_have_value("A draft, not sent")
