@@ -127,7 +127,8 @@
     var list = el("div", "model-picker-list");
     list.id = "model-picker-list-" + n;
     list.setAttribute("role", "listbox");
-    list.setAttribute("aria-label", labelText || gettext("Choose a model"));
+    // A name of its own: the select's label stays the select's alone.
+    list.setAttribute("aria-label", gettext("Models"));
     input.setAttribute("aria-controls", list.id);
 
     var empty = el("p", "model-picker-empty");
