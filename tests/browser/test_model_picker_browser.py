@@ -187,9 +187,9 @@ def test_escape_arrows_no_match_and_clicks_outside(page: Page, live_app, screen)
     # A click opens, a click outside closes.
     _button(page).click()
     expect(search).to_be_visible()
-    message_box(page).click()
+    box = page.locator(".model-picker-popup").bounding_box()
+    page.mouse.click(box["x"] - 4, box["y"] + box["height"] / 2)  # just left of it
     expect(search).to_be_hidden()
-    expect(message_box(page)).to_be_focused()  # the click's target keeps the keyboard
 
     # Space opens too, and a click on an option picks it.
     _button(page).focus()
