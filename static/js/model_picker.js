@@ -127,6 +127,9 @@
     var list = el("div", "model-picker-list");
     list.id = "model-picker-list-" + n;
     list.setAttribute("role", "listbox");
+    // The keyboard stays in the text box (aria-activedescendant): a long list that
+    // scrolls is no stop for Tab of its own.
+    list.tabIndex = -1;
     // A name of its own: the select's label stays the select's alone.
     list.setAttribute("aria-label", gettext("Models"));
     input.setAttribute("aria-controls", list.id);
