@@ -10,17 +10,25 @@ from conversations.models import ChatModel, Conversation
 MAX_MESSAGE_CHARS = 200_000
 
 
+def model_capabilities(model: ChatModel) -> list[tuple[str, str]]:
+    """What a model takes and makes, as (kind, word) pairs: the words every
+    model menu shows (the header picker's marks too)."""
+    return [(kind, str(word)) for kind, flag, word in (
+        ("image", model.accepts_image, _("pictures")),
+        ("audio", model.accepts_audio, _("audio")),
+        ("video", model.accepts_video, _("video")),
+        ("pdf", model.accepts_pdf, "PDF"),
+        ("makes_images", model.outputs_images, _("makes pictures")),
+    ) if flag]
+
+
 def model_choice_label(model: ChatModel) -> str:
     """A model with what it takes and makes, so a person picks knowingly."""
-    kinds = [word for flag, word in (
-        (model.accepts_image, _("pictures")), (model.accepts_audio, _("audio")),
-        (model.accepts_video, _("video")), (model.accepts_pdf, "PDF"),
-        (model.outputs_images, _("makes pictures")),
-    ) if flag]
+    kinds = [word for _kind, word in model_capabilities(model)]
     if not kinds:
         return str(model)
     return pgettext("a model and what it takes", "%(model)s · %(kinds)s") % {
-        "model": model, "kinds": ", ".join(str(k) for k in kinds)}
+        "model": model, "kinds": ", ".join(kinds)}
 
 
 class ModelChoiceField(forms.ModelChoiceField):

@@ -70,6 +70,27 @@ def test_each_model_says_what_it_takes(as_alice, relay):
     assert "Flash Image · pictures, makes pictures" in page
 
 
+def test_the_header_options_carry_what_the_searchable_picker_shows(as_alice, relay,
+                                                                     conversation):
+    import json
+    import re
+
+    ChatModel.objects.create(relay=relay, model_id="gemini-2.5-flash-image",
+                             display_name="Flash Image", accepts_image=True,
+                             outputs_images=True)
+    page = as_alice.get(reverse("conversation", args=[conversation.pk])).content.decode()
+    header = page[page.index('<form id="model-label"'):]
+    header = header[:header.index("</form>")]
+    option = re.search(r'<option [^>]*data-model-id="gemini-2.5-flash-image"[^>]*>', header)[0]
+    assert 'data-name="Flash Image"' in option
+    capabilities = re.search(r'data-capabilities="([^"]*)"', option)[1]
+    # The menu's own words, kind by kind (the same rule as "Flash Image · pictures, …").
+    assert json.loads(capabilities.replace("&quot;", '"')) == {
+        "image": "pictures", "makes_images": "makes pictures"}
+    assert "Flash Image · pictures, makes pictures" in header
+    assert "js/model_picker.js" in page
+
+
 def test_failing_simulator_models_are_for_staff_and_never_the_next_default(
         alice, as_alice, model, failing):
     assert failing.display_name not in as_alice.get(reverse("conversation_new")).content.decode()

@@ -8,7 +8,7 @@ import json
 from django import template
 
 from conversations.capabilities import refusals_for
-from conversations.forms import ModelPickForm, model_choice_label
+from conversations.forms import ModelPickForm, model_capabilities, model_choice_label
 
 register = template.Library()
 
@@ -30,3 +30,10 @@ def model_choice(model) -> str:
 def refusals(model, viewer) -> str:
     """The kinds of file `model` cannot be sent, as JSON for the page's script."""
     return json.dumps(refusals_for(model=model, viewer=viewer), ensure_ascii=False)
+
+
+@register.filter
+def capabilities(model) -> str:
+    """What `model` takes and makes, kind by kind in the menu's words, as JSON
+    for the header picker's marks (static/js/model_picker.js)."""
+    return json.dumps(dict(model_capabilities(model)), ensure_ascii=False)

@@ -273,6 +273,12 @@
   });
   document.addEventListener("htmx:afterRequest", function (evt) {
     var elt = evt.detail.elt;
+    // htmx says a request ended a second time, on the nearest parent still in the
+    // page, when the element that made it was replaced: the context meter's refresh
+    // (inside the composer) is no answer to the composer, and must not empty the
+    // message box nor take the keyboard from where the person is.
+    var config = evt.detail.requestConfig;
+    if (config && config.elt && config.elt !== elt) return;
     if (elt && elt.classList && (elt.classList.contains("stop") || elt.classList.contains("retry"))) {
       // The button is gone after the swap: keep the keyboard somewhere useful.
       if (!document.activeElement || document.activeElement === document.body) {

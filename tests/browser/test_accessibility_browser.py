@@ -1,9 +1,12 @@
 """axe-core (Deque's accessibility engine, bundled by axe-playwright-python) on
 every page a person uses, on a desktop and on a phone, in the light and the
 dark theme: no serious or critical violation (the issue's bar); lesser ones are
-printed."""
+printed. The chat header's model picker is checked open too (its list, a
+filtered list, and nothing found)."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -34,6 +37,15 @@ def _describe(violations: list[dict]) -> list[str]:
     return [f"{v['id']} ({v['impact']}): {v['help']} — "
             + "; ".join(str(node["target"][0]) for node in v["nodes"][:4])
             for v in violations]
+
+
+def _blocking(found: dict[str, list[dict]]) -> dict[str, list[str]]:
+    lesser = {p: _describe([v for v in vs if v["impact"] not in BLOCKING])
+              for p, vs in found.items()}
+    print({p: v for p, v in lesser.items() if v})
+    blocking = {p: _describe([v for v in vs if v["impact"] in BLOCKING])
+                for p, vs in found.items()}
+    return {p: v for p, v in blocking.items() if v}
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +90,28 @@ def test_no_page_has_a_serious_accessibility_violation(browser, live_app, chat_u
         page.wait_for_load_state("networkidle")
         found[path] = _violations(page)
     context.close()
-    lesser = {p: _describe([v for v in vs if v["impact"] not in BLOCKING])
-              for p, vs in found.items()}
-    print({p: v for p, v in lesser.items() if v})
-    blocking = {p: _describe([v for v in vs if v["impact"] in BLOCKING])
-                for p, vs in found.items()}
-    assert not {p: v for p, v in blocking.items() if v}
+    assert not _blocking(found)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("screen", SCREENS)
+def test_the_model_picker_open_has_no_serious_accessibility_violation(
+        browser, live_app, chat_url, screen, scheme):
+    context = browser.new_context(viewport=SCREENS[screen], color_scheme=scheme)
+    page = context.new_page()
+    sign_in(page, live_app)
+    page.goto(chat_url)
+    page.wait_for_load_state("networkidle")
+    page.get_by_role("button", name=re.compile(r"^Model for the next replies: ")).click()
+    search = page.get_by_role("combobox", name="Find a model")
+    expect(search).to_be_focused()
+    page.keyboard.press("ArrowDown")  # an active option, highlighted
+    found = {"open": _violations(page)}
+    page.keyboard.type("flash")
+    expect(page.locator("#model-label [role=option]:visible").first).to_be_visible()
+    found["filtered"] = _violations(page)
+    page.keyboard.type(" nothing like this")
+    expect(page.locator("#model-label [role=status]")).to_have_text("No model matches")
+    found["nothing found"] = _violations(page)
+    context.close()
+    assert not _blocking(found)
