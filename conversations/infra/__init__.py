@@ -2,7 +2,8 @@
 behaviour and says in its docstring which benchmark figure keeps it here.
 
     concurrency.py  one request at a time in Django's synchronous code
-    layers.py       the in-process channel layer that hands frames straight over
+    layers.py       the in-process channel layer that hands frames straight over,
+                    and Redis pub/sub publishing without a lock per message
     netio.py        httpcore's network backend on plain asyncio
 
 Imports nothing from the app.
