@@ -11,6 +11,7 @@ time (the event loop's getaddrinfo) separately.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import re
 import socket
@@ -188,8 +189,8 @@ def test_loopback_is_allowed_to_the_apps_own_simulator_alone(private_off):
 
 def test_the_save_time_and_connect_time_rule_is_one_function():
     with pytest.raises(ValueError, match="link-local"):
-        check_address("169.254.1.1", "x", allow_private=True)
-    check_address(PUBLIC, "x", allow_private=False)
+        check_address(ipaddress.ip_address("169.254.1.1"), "x", allow_private=True)
+    check_address(ipaddress.ip_address(PUBLIC), "x", allow_private=False)
 
 
 # -- a reply's stream ----------------------------------------------------------------

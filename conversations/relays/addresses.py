@@ -125,10 +125,8 @@ def _unwrap(address: IPAddress) -> IPAddress:
     return address
 
 
-def check_address(address: IPAddress | str, host: str, *, allow_private: bool) -> None:
+def check_address(address: IPAddress, host: str, *, allow_private: bool) -> None:
     """RelayAddressError, naming `host`, unless the app may send requests to `address`."""
-    if isinstance(address, str):
-        address = ipaddress.ip_address(address.split("%")[0])
     address = _unwrap(address)
     if address in METADATA_ADDRESSES:
         raise RelayAddressError(_metadata_message(host))
