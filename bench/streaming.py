@@ -104,11 +104,13 @@ class Stack:
     """The simulator and the app, each in its own process."""
 
     def __init__(self, rate: float, tokens: int, workdir: Path, paragraph: int, *,
-                 config: str = "embedded", workers: int = 2, slow_messages: int = 40) -> None:
+                 config: str = "embedded", workers: int = 2, generation_workers: int = 2,
+                 slow_messages: int = 40) -> None:
         self.workdir = workdir
         self.slow_messages = slow_messages
         self.config = config
         self.workers = workers
+        self.generation_workers = generation_workers
         self.sim_port = free_port()
         self.app_port = free_port()
         self.model_id = f"bench-model@bench,tokens={tokens},paragraph={paragraph}"
@@ -188,7 +190,9 @@ for n in range(4):
         self.start_app()
 
     def start_app(self) -> None:
-        workers = ["--workers", str(self.workers)] if self.config == "team" else []
+        workers = (["--workers", str(self.workers),
+                    "--generation-workers", str(self.generation_workers)]
+                   if self.config == "team" else [])
         self.app = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.app_port), "--no-migrate",
              "--log-level", "warning", *workers], cwd=ROOT, env=self.env,
@@ -494,6 +498,8 @@ def main() -> None:
                         default=["embedded", "team"])
     parser.add_argument("--workers", type=int, default=2,
                         help="web processes of the team configuration")
+    parser.add_argument("--generation-workers", type=int, default=2,
+                        help="generation workers of the team configuration")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--tokens", type=int, default=75, help="chunks per reply")
     parser.add_argument("--rate", type=float, default=25, help="chunks per second per reply")
@@ -514,10 +520,12 @@ def main() -> None:
     for config in args.config:
         with tempfile.TemporaryDirectory() as tmp:
             stack = Stack(args.rate, args.tokens, Path(tmp), args.paragraph, config=config,
-                          workers=args.workers, slow_messages=args.slow_messages)
+                          workers=args.workers, generation_workers=args.generation_workers,
+                          slow_messages=args.slow_messages)
             try:
                 stack.start(conversations=most)
-                shape = (f"serve --workers {args.workers}, PostgreSQL, Redis" if config == "team"
+                shape = (f"serve --workers {args.workers} --generation-workers "
+                         f"{args.generation_workers}, PostgreSQL, Redis" if config == "team"
                          else "serve, one process, SQLite, in-memory layer")
                 print(f"\n######## {config}: {shape}")
                 print(f"simulator :{stack.sim_port}, app :{stack.app_port}; {args.tokens} "

@@ -112,6 +112,11 @@ MIDDLEWARE = [
 GENERATION_MODE = env_str("GENERATION_MODE", "process")
 if GENERATION_MODE not in {"process", "workers"}:
     raise ImproperlyConfigured("GENERATION_MODE must be 'process' or 'workers'.")
+# How many generation workers there are (`serve --generation-workers`): web processes
+# spread the replies they hand over among them (conversations/workers.py).
+GENERATION_WORKERS = env_int("GENERATION_WORKERS", 1)
+if GENERATION_WORKERS < 1:
+    raise ImproperlyConfigured("GENERATION_WORKERS must be 1 or more.")
 
 # How many requests run their synchronous views at once (conversations/infra/concurrency.py):
 # more request threads than this take the GIL from the loop that streams replies. Web

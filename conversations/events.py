@@ -5,8 +5,9 @@ Two kinds of group per conversation:
 - `control-<id>`: what running generations listen to (stop, resync);
 one per user, `user-<id>`, that all their sockets join (a deactivated
 account's sockets close at once);
-and one channel, GENERATION_REQUESTS, on which web processes hand replies to
-the generation workers (GENERATION_MODE=workers).
+and one channel per generation worker, `generation.requests.<k>`, on which
+web processes hand replies to the workers (GENERATION_MODE=workers), each
+reply to one of GENERATION_WORKERS by a hash of its id.
 A generation may run in another server process than the browser's socket;
 with Redis as the channel layer both reach each other through these groups.
 
@@ -17,13 +18,27 @@ once instead of vanishing.
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal, TypedDict, get_args, get_type_hints
 
 from channels.layers import get_channel_layer
 
-GENERATION_REQUESTS = "generation.requests"
+GENERATION_REQUESTS = "generation.requests"  # + ".<k>": worker k's channel
 
 Block = tuple[int, str]  # (index within the reply, sanitised HTML)
+
+
+def requests_channel(worker: int) -> str:
+    """The channel generation worker `worker` (0, 1, …) hears requests on."""
+    return f"{GENERATION_REQUESTS}.{worker}"
+
+
+def requests_channel_for(message_id: int, workers: int) -> str:
+    """The worker channel a reply is handed to: spread evenly over `workers`.
+
+    By a hash of the id, not the id modulo `workers`: a post makes two rows,
+    so one person's replies would all have ids of one parity."""
+    return requests_channel(zlib.crc32(str(message_id).encode()) % max(workers, 1))
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -139,7 +154,8 @@ async def publish(group: str, event: Event) -> None:
 async def send_to_channel(channel: str, event: Event) -> None:
     """Send an event to one channel: a page's socket (a catch-up snapshot) or
     the generation workers' requests."""
-    allowed = REQUEST_TYPES if channel == GENERATION_REQUESTS else CONVERSATION_TYPES
+    requests = channel.startswith(f"{GENERATION_REQUESTS}.")
+    allowed = REQUEST_TYPES if requests else CONVERSATION_TYPES
     _check(event, allowed, f"the channel {channel!r}")
     layer = get_channel_layer()
     if layer is not None:

@@ -37,12 +37,12 @@ from django.utils.translation import gettext
 from conversations import replies, titles
 from conversations.accounts import language as languages
 from conversations.events import (
-    GENERATION_REQUESTS,
     GenerationRequest,
     ReplyFrame,
     control_group,
     conversation_group,
     publish,
+    requests_channel_for,
     send_to_channel,
 )
 from conversations.fragments import messages_upsert, render_message, render_stored_messages, upsert
@@ -118,15 +118,16 @@ def _hand_off(request: GenerationRequest) -> None:
     it: a post's response does not wait its turn on a loop busy with frames.
     One that is lost is found by the workers' scan for pending replies."""
     if _loop is None or not _loop.is_running():
-        async_to_sync(send_to_channel)(GENERATION_REQUESTS, request)  # e.g. a shell
+        async_to_sync(_send_request)(request)  # e.g. a shell
         return
     _loop.call_soon_threadsafe(
         lambda: _loop.create_task(_send_request(request)), context=contextvars.Context())
 
 
 async def _send_request(request: GenerationRequest) -> None:
+    channel = requests_channel_for(request["message_id"], settings.GENERATION_WORKERS)
     try:
-        await send_to_channel(GENERATION_REQUESTS, request)
+        await send_to_channel(channel, request)
     except Exception:
         logger.warning("handing reply %s to the workers failed; they will find it pending",
                        request["message_id"], exc_info=True)

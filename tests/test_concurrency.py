@@ -7,12 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
 from django.http import HttpResponse
 from django.test import override_settings
 
+from conversations.events import requests_channel, requests_channel_for
 from conversations.infra.concurrency import SyncWorkLimit, outside_limit
 
 
@@ -96,6 +98,41 @@ def test_serve_refuses_several_processes_without_redis(tmp_path):
     )
     assert result.returncode != 0
     assert "--workers above 1 needs REDIS_URL" in result.stderr
+
+
+def test_generation_workers_need_several_web_processes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--generation-workers", "2", "--no-migrate"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--generation-workers needs --workers above 1" in result.stderr
+
+
+def test_a_generation_worker_refuses_an_index_beyond_the_count(tmp_path):
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/15", "GENERATION_WORKERS": "2",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "generate", "--index", "2"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--index must be from 0 to GENERATION_WORKERS - 1 (1); got 2" in result.stderr
+
+
+def test_replies_are_spread_over_the_generation_workers():
+    """A post makes two rows, so replies' ids of one person share a parity: the
+    channel is chosen by a hash, and consecutive replies reach every worker."""
+    replies = range(2, 402, 2)
+    for workers in (2, 3):
+        counts = Counter(requests_channel_for(m, workers) for m in replies)
+        assert set(counts) == {requests_channel(k) for k in range(workers)}
+        assert min(counts.values()) > len(replies) / workers * 0.8, counts
+    assert {requests_channel_for(m, 1) for m in replies} == {requests_channel(0)}
 
 
 @override_settings(SYNC_REQUEST_LIMIT=0)

@@ -58,6 +58,26 @@ async def test_publishes_overlap_and_each_publishers_messages_arrive_in_order(re
         await layer.flush()
 
 
+async def test_a_crowd_of_publishes_waits_for_a_connection_instead_of_failing(redis_url):
+    """More publishes at once than redis-py's pool has connections (100 by default):
+    each waits its turn and every message arrives."""
+    layer = RedisPubSubLayer(hosts=[redis_url], prefix=f"test-{secrets.token_hex(4)}")
+    try:
+        channel = await layer.new_channel()
+        await layer.group_add("conversation-crowd", channel)
+        shard = layer._get_layer()._shards[0]
+        shard._ensure_redis()
+        crowd = shard._redis.connection_pool.max_connections + 50
+        await asyncio.gather(*(layer.group_send("conversation-crowd",
+                                                {"type": "reply.frame", "m": m})
+                               for m in range(crowd)))
+        received = {(await asyncio.wait_for(layer.receive(channel), 5))["m"]
+                    for _ in range(crowd)}
+        assert received == set(range(crowd))
+    finally:
+        await layer.flush()
+
+
 def test_channels_redis_still_has_what_the_layer_replaces():
     """RedisPubSubLayer replaces private parts of channels_redis; if they are renamed,
     this fails instead of the team configuration quietly losing the change."""

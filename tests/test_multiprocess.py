@@ -135,7 +135,7 @@ def _worker_pids(server: Server) -> set[int]:
 
 
 def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
-        served_with_workers):
+        served_with_workers, shared_database):
     server = served_with_workers
     client = sign_in(server.url)
     response = post(client, "/c/new/", {
@@ -147,11 +147,40 @@ def test_serve_with_workers_streams_a_reply_generated_by_its_generation_worker(
     received = asyncio.run(listen(ws_url, client.cookies, "message-assistant status-complete"))
     assert re.search(r'hx-swap-oob="beforeend:#m\d+-text"', received), "no live frames"
     assert "You said: hello workers" in received
-    # Two web processes and one generation worker run under the one command.
+    # Two web processes and two generation workers (the default) run under the one command.
     children = subprocess.run(["ps", "-o", "args=", "--ppid", str(server.process.pid)],
                               capture_output=True, text=True).stdout
-    assert "generate" in children, children
-    assert len(_worker_pids(server)) >= 2, children
+    assert "generate --index 0" in children and "generate --index 1" in children, children
+    assert len(_worker_pids(server)) >= 3, children
+
+
+def test_serve_with_workers_shares_the_replies_among_its_generation_workers(
+        served_with_workers, shared_database):
+    """Replies are handed to both workers (by a hash of their id), and each
+    generates its own: every reply completes once, and both took some."""
+    server = served_with_workers
+    client = sign_in(server.url)
+    model = model_id(client, "Gemini 2.5 Flash (simulated)")
+    conversations = []
+    for n in range(8):
+        response = post(client, "/c/new/", {"model": model, "text": f"share {n}"})
+        assert response.status_code == 200, response.text
+        conversations.append(re.search(r"/c/(\d+)/", response.headers["HX-Redirect"]).group(1))
+    deadline = time.monotonic() + 60
+    with psycopg.connect(shared_database) as db:
+        while time.monotonic() < deadline:
+            rows = db.execute(
+                "SELECT status, generated_by FROM conversations_message "
+                "WHERE role = 'assistant'").fetchall()
+            db.commit()
+            if len(rows) == 8 and all(status == "complete" for status, _ in rows):
+                break
+            time.sleep(0.3)
+    assert sorted(status for status, _ in rows) == ["complete"] * 8, rows
+    generators = {generated_by for _, generated_by in rows}
+    assert len(generators) == 2, (generators, server.log.read_text()[-3000:])
+    web = {int(pid) for pid in _worker_pids(server)}
+    assert all(int(by.split(":")[1]) in web for by in generators), (generators, web)
 
 
 @pytest.fixture

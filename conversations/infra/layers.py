@@ -162,13 +162,26 @@ class _PublishingShard(RedisSingleShardConnection):
     its frame's PUBLISH before sending the next, and Redis delivers to a
     subscriber in the order it executed them. Subscribing keeps the lock (the
     pub/sub connection's state is shared).
+
+    At most MAX_PUBLISHING publishes are in flight; more wait for a turn.
+    redis-py's pool refuses a command outright once all its connections
+    (100 by default) are taken, and a burst of a hundred replies beginning at
+    once took them all: frames failed ("Too many connections") instead of
+    waiting a moment.
     """
+
+    MAX_PUBLISHING = 64
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._publishing = asyncio.Semaphore(self.MAX_PUBLISHING)
 
     async def publish(self, channel, message):
         if self._redis is None:
             async with self._lock:
                 self._ensure_redis()
-        await self._redis.publish(channel, message)
+        async with self._publishing:
+            await self._redis.publish(channel, message)
 
 
 class _LoopLayer(RedisPubSubLoopLayer):
