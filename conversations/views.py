@@ -284,8 +284,9 @@ def message_create(request: HttpRequest, pk: int) -> HttpResponse:
         return _refused(exc, request)
     if not request.htmx:
         return redirect("conversation", pk=conversation.pk)
+    shown = getattr(reply, "shown_html", None) or messages_upsert([user_message, reply])
     return HttpResponse(
-        messages_upsert([user_message, reply])
+        shown
         + upsert("composer-errors", mark_safe(_NO_COMPOSER_ERROR))  # noqa: S308 - a constant
         + _sidebar_entry(request, conversation)
         + _title_entry(conversation)

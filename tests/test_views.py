@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from conversations import generation
+from conversations import fragments, generation
 from conversations.models import ChatModel, Conversation, Message, Relay
 
 pytestmark = pytest.mark.django_db
@@ -290,6 +290,30 @@ def test_posting_answers_with_fragments_the_page_upserts(as_alice, conversation)
     assert "Hello &lt;b&gt;there&lt;/b&gt;" in html
     assert "<b>there</b>" not in html
     assert f'id="conversation-item-{conversation.pk}"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_post_renders_its_messages_once_for_its_answer_and_the_other_tabs(
+    as_alice, conversation, monkeypatch
+):
+    """The announce to other tabs and the post's own answer carry the same HTML,
+    rendered once (each message one render_message). Committed for real: the
+    announce is rendered when the post's transaction commits, before its answer."""
+    announced: list[str] = []
+    monkeypatch.setattr(generation, "start_generation",
+                        lambda message_id, announce: announced.append(announce[1]["html"]))
+    renders: list[int] = []
+    original = fragments.render_message
+    monkeypatch.setattr(fragments, "render_message",
+                        lambda message, **kw: renders.append(message.pk) or original(message, **kw))
+    url = reverse("message_create", kwargs={"pk": conversation.pk})
+
+    html = as_alice.post(url, {"text": "Once, please"}, **HTMX).content.decode()
+
+    user_message, reply = conversation.messages.order_by("created_at", "pk")
+    assert renders == [user_message.pk, reply.pk]
+    assert len(announced) == 1 and announced[0] in html
+    assert "Once, please" in announced[0] and f'id="message-{reply.pk}"' in announced[0]
 
 
 def test_the_first_message_names_the_conversation(as_alice, alice, model):
