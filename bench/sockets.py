@@ -12,8 +12,12 @@ socket as a page does (sign-in cookie, Origin), waits for each catch-up, then:
   seconds and prints it as a share of one core;
 - restart: stops the server (SIGTERM) and starts it again; every page
   reconnects at once, as htmx's ws extension does (retrying every 0.5 s until
-  the server answers), and the bench prints the time from the new server's
-  first answer, and from the restart, until every page has its catch-up.
+  the server answers) with the stamp of its last catch-up, as the page's
+  script does, and the bench prints the time from the new server's first
+  answer, and from the restart, until every page has its catch-up (the stamp
+  alone when it has every message already);
+- the same restart again with pages that forget their stamp, so that every
+  page is sent its messages (as if every conversation had changed).
 
 Baseline: opening the same sockets one after another before the restart
 (the time 2,000 sequential connects take).
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import time
@@ -37,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.streaming import Stack, sign_in  # noqa: E402
 
 CATCH_UP = "message-assistant"
+STAMP = re.compile(r'id="catch-up-stamp" hx-swap-oob="true" data-stamp="([0-9a-f]+)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,23 +63,29 @@ def cpu_seconds(root_pid: int) -> float:
 
 
 class Page:
-    """One open page: a socket that reconnects until it has its catch-up."""
+    """One open page: a socket that reconnects until it has its catch-up, and
+    hands back the stamp of its last catch-up as the page's script does
+    (`?seen=`, static/js/chat.js), unless told to forget it."""
 
     def __init__(self, url: str, cookie: str) -> None:
         self.url = url
         self.headers = {"Cookie": cookie, "Origin": "http://127.0.0.1"}
         self.served = asyncio.Event()
         self.socket: websockets.ClientConnection | None = None
+        self.stamp = ""
+        self.full = False  # the last catch-up carried the messages, not the stamp alone
 
     async def open(self) -> None:
         while True:
             try:
+                url = f"{self.url}?seen={self.stamp}" if self.stamp else self.url
                 self.socket = await websockets.connect(
-                    self.url, additional_headers=self.headers, open_timeout=30,
+                    url, additional_headers=self.headers, open_timeout=30,
                     compression=None, max_size=None)
                 async with asyncio.timeout(30):
-                    while CATCH_UP not in await self.socket.recv():
+                    while (found := STAMP.search(html := await self.socket.recv())) is None:
                         pass
+                self.stamp, self.full = found[1], CATCH_UP in html
                 self.served.set()
                 return
             except (OSError, websockets.WebSocketException, TimeoutError):
@@ -88,6 +100,20 @@ class Page:
             except Exception:  # a dropped connection is what we wait for
                 pass
             self.served.clear()
+
+
+async def restart(stack: Stack, pages: list[Page]) -> tuple[float, float, int]:
+    """Stop and start the server; (seconds until every page is served again, from
+    the new server's first answer and from the stop; pages sent every message)."""
+    began = time.monotonic()
+    await asyncio.to_thread(stack.stop_app)
+    await asyncio.sleep(0.2)
+    assert not any(page.served.is_set() for page in pages), "a page was not disconnected"
+    await asyncio.to_thread(stack.start_app)
+    up = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(page.served.wait() for page in pages)), 120)
+    done = time.monotonic()
+    return done - up, done - began, sum(page.full for page in pages)
 
 
 async def run(stack: Stack, sockets: int, idle: float) -> dict:
@@ -113,23 +139,25 @@ async def run(stack: Stack, sockets: int, idle: float) -> dict:
     await asyncio.sleep(idle)
     idle_share = (cpu_seconds(stack.app.pid) - cpu_before) / (time.monotonic() - wall_before)
 
-    restart = time.monotonic()
-    await asyncio.to_thread(stack.stop_app)
-    await asyncio.sleep(0.2)
-    assert not any(page.served.is_set() for page in pages), "a page was not disconnected"
-    await asyncio.to_thread(stack.start_app)
-    up = time.monotonic()
-    await asyncio.wait_for(asyncio.gather(*(page.served.wait() for page in pages)), 120)
-    done = time.monotonic()
+    after_up, after_restart, full = await restart(stack, pages)
+    # The same with pages that forget their stamp: every page is sent its messages,
+    # as when every conversation changed while the server was down.
+    for page in pages:
+        page.stamp = ""
+    forgot_up, forgot_restart, forgot_full = await restart(stack, pages)
     for keeper in keepers:
         keeper.cancel()
     figures = {"sequential": sequential, "opened_at_once": opened, "idle_cpu_share": idle_share,
-               "served_after_up": done - up, "served_after_restart": done - restart}
+               "served_after_up": after_up, "served_after_restart": after_restart,
+               "served_after_up_full_catch_up": forgot_up}
     print(f"  {sockets} sockets one after another (from 200): {sequential:6.1f} s")
     print(f"  {sockets} sockets opened at once:               {opened:6.1f} s")
     print(f"  idle, {idle:g} s: the server used {idle_share * 100:5.1f}% of one core")
-    print(f"  restart: every page served again {done - up:5.1f} s after the new server "
-          f"answered ({done - restart:5.1f} s after the restart began)")
+    print(f"  restart: every page served again {after_up:5.1f} s after the new server "
+          f"answered ({after_restart:5.1f} s after the restart began); {full} pages were "
+          "sent their messages, the rest had them")
+    print(f"  restart, pages without their stamp: {forgot_up:5.1f} s ({forgot_restart:5.1f} s); "
+          f"{forgot_full} pages sent their messages")
     return figures
 
 

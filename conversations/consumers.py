@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import translation
@@ -21,7 +23,7 @@ from conversations.events import (
     publish,
     user_group,
 )
-from conversations.fragments import branch_upsert, frame_html
+from conversations.fragments import branch_upsert, catch_up_marker, frame_html
 from conversations.selectors import recent_messages
 
 # Close codes (4000-4999 are for applications): the page shows why.
@@ -155,9 +157,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return self._catch_up_in_language(user)
 
     def _catch_up_in_language(self, user) -> str | None:
-        items = recent_messages(
+        """The messages, and the stamp the page hands back when it reconnects
+        (`?seen=`, chat.js): a page that has every message as it now is gets
+        the stamp alone (after a restart every page reconnects at once, and
+        reading and rendering their messages was most of a connect's CPU)."""
+        caught_up = recent_messages(
             conversation_id=self.conversation_id, user=user, limit=CATCH_UP_MESSAGES,
+            seen=self._seen(),
         )
-        if items is None:
+        if caught_up is None:
             return None
-        return str(branch_upsert(items)) if items else ""
+        messages = str(branch_upsert(caught_up.items)) if caught_up.items else ""
+        return messages + catch_up_marker(caught_up.stamp)
+
+    def _seen(self) -> str:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        return (query.get("seen") or [""])[0][:64]

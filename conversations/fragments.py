@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from django.template.loader import render_to_string
 from django.utils import translation
-from django.utils.html import conditional_escape
+from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations.events import Block, ReplyFrame
@@ -129,6 +129,13 @@ def branch_upsert(items: Iterable[tuple[Message, Versions]]) -> SafeString:
     """messages_upsert for messages whose versions are known (read with their branch)."""
     return upsert("message-list", mark_safe(  # noqa: S308 - rendered messages, escaped as usual
         "".join(render_message(m, versions=v) for m, v in items)))
+
+
+def catch_up_marker(stamp: str) -> str:
+    """The page's note of what it caught up with (selectors.catch_up_stamp): sent
+    with every catch-up; the page hands it back when it reconnects (chat.js)."""
+    return format_html('<div id="catch-up-stamp" hx-swap-oob="true" data-stamp="{}" hidden>'
+                       '</div>', stamp)
 
 
 def render_stored_messages(message_ids: Iterable[int]) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.http import Http404
 
 from conversations.history.tree import BranchWindow, Tree, Versions
@@ -82,15 +85,42 @@ def branch_window(
     )
 
 
-def recent_messages(
-    *, conversation_id: int, user, limit: int
-) -> list[tuple[Message, Versions]] | None:
-    """The latest messages on screen with their versions, for a page that
-    reconnects; None if the conversation is not the user's."""
-    conversation = Conversation.objects.for_user(user).filter(pk=conversation_id).first()
+@dataclass
+class CatchUp:
+    """What a (re)connecting page is sent: the latest messages on screen with
+    their versions, or None when the page said it has them (`seen`). `stamp`
+    names what the conversation's messages are now (catch_up_stamp)."""
+
+    stamp: str
+    items: list[tuple[Message, Versions]] | None
+
+
+def recent_messages(*, conversation_id: int, user, limit: int, seen: str = "") -> CatchUp | None:
+    """The latest messages on screen, for a page that (re)connects; None if the
+    conversation is not the user's. `seen`: the stamp the page caught up with
+    last; when nothing it shows has changed since, the messages are not read."""
+    conversation = (Conversation.objects.for_user(user).filter(pk=conversation_id)
+                    .annotate(message_count=Count("messages"),
+                              last_change=Max("messages__updated_at"))
+                    .first())
     if conversation is None:
         return None
-    return conversation_branch(conversation=conversation, limit=limit)
+    stamp = catch_up_stamp(conversation, limit)
+    if seen and hmac.compare_digest(seen, stamp):
+        return CatchUp(stamp, None)
+    return CatchUp(stamp, conversation_branch(conversation=conversation, limit=limit))
+
+
+def catch_up_stamp(conversation: Conversation, limit: int) -> str:
+    """Changes whenever what a catch-up shows may: a message added or removed
+    (their count), one written (its updated_at: every checkpoint, finish,
+    stop and close writes it, with its usage and pictures), another version
+    chosen (current_children), or the catch-up's length. Read with
+    recent_messages' annotations."""
+    state = json.dumps([conversation.pk, conversation.message_count,
+                        conversation.last_change.isoformat() if conversation.last_change else "",
+                        conversation.current_children or {}, limit], sort_keys=True)
+    return hashlib.blake2b(state.encode(), digest_size=12).hexdigest()
 
 
 SIDEBAR_PAGE = 50

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.utils import timezone
 
 from chatsite.asgi import application
 from conversations import generation
@@ -30,13 +33,15 @@ def _session_cookie(user) -> str:
     return client.cookies["sessionid"].value
 
 
-async def _connect(conversation_id: int, user=None, origin: bytes = b"http://localhost"):
+async def _connect(conversation_id: int, user=None, origin: bytes = b"http://localhost",
+                   seen: str = ""):
     headers = [(b"origin", origin)]
     if user is not None:
         cookie = await database_sync_to_async(_session_cookie)(user)
         headers.append((b"cookie", f"sessionid={cookie}".encode()))
+    query = f"?seen={seen}" if seen else ""
     communicator = WebsocketCommunicator(
-        application, f"/ws/conversations/{conversation_id}/", headers=headers
+        application, f"/ws/conversations/{conversation_id}/{query}", headers=headers
     )
     connected, code = await communicator.connect(timeout=5)
     return communicator, connected, code
@@ -139,3 +144,70 @@ async def test_a_page_already_open_sees_a_message_posted_from_another_tab(simula
     # The reply's container exists before its first frame, so no frame is lost.
     assert received.index(f'id="message-{reply.pk}"') < received.index(f'id="m{reply.pk}-t0"')
     await communicator.disconnect()
+
+
+STAMP = re.compile(r'<div id="catch-up-stamp" hx-swap-oob="true" data-stamp="([0-9a-f]+)" hidden>')
+
+
+async def _catch_up(conversation_id: int, user, seen: str = "") -> tuple[str, str]:
+    """What a (re)connecting page is sent first, and the stamp in it."""
+    communicator, connected, _ = await _connect(conversation_id, user, seen=seen)
+    assert connected
+    first = await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+    found = STAMP.search(first)
+    assert found, first
+    return first, found[1]
+
+
+def _answered(conversation, text="A question?", answer="An answer."):
+    question, reply = _post(conversation, text)
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE, text=answer)
+    return question, reply
+
+
+async def test_a_page_that_has_every_message_gets_only_the_stamp_when_it_reconnects(simulator):
+    alice, _, conversation = await database_sync_to_async(_setup)(simulator)
+    _, reply = await database_sync_to_async(_answered)(conversation)
+
+    first, stamp = await _catch_up(conversation.pk, alice)
+    again, same = await _catch_up(conversation.pk, alice, seen=stamp)
+
+    assert f'id="message-{reply.pk}"' in first and "An answer." in first
+    assert same == stamp
+    assert "message-list" not in again and "An answer." not in again
+
+
+async def test_a_page_reconnecting_after_a_change_gets_every_message_again(simulator):
+    alice, _, conversation = await database_sync_to_async(_setup)(simulator)
+    _, reply = await database_sync_to_async(_answered)(conversation)
+    _, stamp = await _catch_up(conversation.pk, alice)
+    later = timezone.now() + timedelta(seconds=1)
+
+    changes = [
+        # a reply written (a checkpoint, a finish, a stop): its updated_at
+        lambda: Message.objects.filter(pk=reply.pk).update(text="Rewritten.",
+                                                           updated_at=later),
+        # a message added
+        lambda: _answered(conversation, "Another?", "Another answer."),
+        # another version chosen
+        lambda: type(conversation).objects.filter(pk=conversation.pk).update(
+            current_children={"root": reply.pk}),
+    ]
+    for change in changes:
+        await database_sync_to_async(change)()
+        html, new_stamp = await _catch_up(conversation.pk, alice, seen=stamp)
+        assert new_stamp != stamp
+        assert 'hx-swap-oob="beforeend:#message-list"' in html, html[:300]
+        stamp = new_stamp
+
+
+async def test_a_stamp_opens_no_one_elses_conversation_and_a_wrong_one_catches_up(simulator):
+    alice, bob, conversation = await database_sync_to_async(_setup)(simulator)
+    await database_sync_to_async(_answered)(conversation)
+    _, stamp = await _catch_up(conversation.pk, alice)
+
+    _communicator, connected, code = await _connect(conversation.pk, bob, seen=stamp)
+    assert (connected, code) == (False, 4404)
+    html, _ = await _catch_up(conversation.pk, alice, seen="0" * 24)
+    assert "An answer." in html

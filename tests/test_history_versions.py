@@ -231,7 +231,7 @@ def test_a_page_that_reconnects_catches_up_on_the_branch_on_screen(conversation)
     caught_up = recent_messages(conversation_id=conversation.pk, user=conversation.owner,
                                 limit=4)
 
-    assert [(m.text, v.index, v.count) for m, v in caught_up] == [
+    assert [(m.text, v.index, v.count) for m, v in caught_up.items] == [
         ("A colour?", 1, 1), ("Blue", 2, 2)]
 
 

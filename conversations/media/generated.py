@@ -15,6 +15,7 @@ import uuid
 from fractions import Fraction
 
 from django.core.files import File
+from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext
 
@@ -139,7 +140,8 @@ def extract_from_text(*, message: Message) -> int:
         name_stem=message.conversation.title,
     )
     message.text = text
-    message.save(update_fields=["text"])
+    message.updated_at = timezone.now()  # pages reconnecting see it changed (catch_up_stamp)
+    message.save(update_fields=["text", "updated_at"])
     return len(stored)
 
 

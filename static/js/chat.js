@@ -181,6 +181,30 @@
       return delay * (0.75 + Math.random() * 0.25);
     };
   }
+  // Reconnecting, the page says what it caught up with last (the consumer's
+  // stamp, kept in #catch-up-stamp): the consumer then sends the stamp alone
+  // if nothing on screen has changed. Anything else the socket brings after
+  // the catch-up (a frame, a finished reply) makes the page's copy its own,
+  // so the stamp is dropped and the next connect catches up in full.
+  function caughtUpStamp() {
+    var marker = byId("catch-up-stamp");
+    return marker ? marker.getAttribute("data-stamp") || "" : "";
+  }
+  if (window.htmx) {
+    htmx.createWebSocket = function (url) {
+      var stamp = caughtUpStamp();
+      if (stamp) url += (url.indexOf("?") < 0 ? "?" : "&") + "seen=" + encodeURIComponent(stamp);
+      var socket = new WebSocket(url, []);
+      socket.binaryType = htmx.config.wsBinaryType;
+      return socket;
+    };
+  }
+  document.addEventListener("htmx:wsAfterMessage", function (evt) {
+    var message = String(evt.detail.message || "");
+    if (message.indexOf('id="catch-up-stamp"') >= 0) return;
+    var marker = byId("catch-up-stamp");
+    if (marker) marker.removeAttribute("data-stamp");
+  });
   var socketWrapper = null;  // the ws extension's handle on this page's socket
   var openSocket = null;
   document.addEventListener("htmx:wsOpen", function (evt) {

@@ -146,3 +146,42 @@ def test_a_socket_the_network_drops_comes_back_by_itself_with_retries_capped_at_
     delays = page.evaluate("() => [0, 1, 2, 3, 5, 8, 20, 100]"
                            ".map(n => htmx.config.wsReconnectDelay(n))")
     assert all(0 < d <= 2000 for d in delays), delays
+
+
+def test_a_page_that_reconnects_hands_back_its_stamp_and_keeps_its_messages(
+    page: Page, live_app
+):
+    """After a catch-up the page keeps the consumer's stamp; anything the socket
+    brings later drops it. Reconnecting with it, a page that has every message
+    is sent the stamp alone, and shows what it showed."""
+    urls: list[str] = []
+    live = []
+
+    def route(ws):
+        urls.append(ws.url)
+        ws.connect_to_server()
+        live.append(ws)
+
+    page.route_web_socket(re.compile(r".*/ws/conversations/.*"), route)
+    sign_in(page, live_app)
+    start_chat(page, live_app, "Gemini 2.5 Flash (simulated)", "Hand back the stamp")
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
+    marker = page.locator("#catch-up-stamp")
+    # The reply's frames and its end came after the first catch-up: no stamp kept.
+    expect(marker).not_to_have_attribute("data-stamp", re.compile("."))
+    messages = page.locator("#message-list > article")
+    shown = (messages.count(), page.locator("#message-list").inner_text())
+    status = page.locator("#connection-status")
+
+    for attempt in range(2):
+        for ws in live:
+            ws.close(code=1011, reason="dropped")
+        live.clear()
+        expect(status).to_be_visible(timeout=2_000)
+        expect(status).to_be_hidden(timeout=5_000)
+        expect(marker).to_have_attribute("data-stamp", re.compile(r"^[0-9a-f]{24}$"))
+        assert ("seen=" in urls[-1]) == (attempt == 1), urls
+    assert f"seen={marker.get_attribute('data-stamp')}" in urls[-1]
+    assert (messages.count(), page.locator("#message-list").inner_text()) == shown
+    expect(reply).to_contain_text("Hand back the stamp")
