@@ -12,11 +12,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from conversations.accounts.sockets import socket_auth  # noqa: E402
 from conversations.lifespan import handle_lifespan  # noqa: E402
 from conversations.relays.setup import simulator_key  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
@@ -49,7 +49,7 @@ def build_router(*, simulator_enabled: bool) -> ProtocolTypeRouter:
         {
             "http": http_app,
             "websocket": AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+                socket_auth(URLRouter(websocket_urlpatterns))
             ),
         }
     )

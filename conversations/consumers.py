@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import translation
 
@@ -24,6 +23,7 @@ from conversations.events import (
     user_group,
 )
 from conversations.fragments import branch_upsert, catch_up_marker, frame_html
+from conversations.infra.concurrency import database_work
 from conversations.selectors import recent_messages
 
 # Close codes (4000-4999 are for applications): the page shows why.
@@ -147,7 +147,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # -- database -------------------------------------------------------------
 
-    @database_sync_to_async
+    @database_work
     def _catch_up(self, user) -> str | None:
         """The latest messages rendered (in the socket's language), or None if the
         conversation is not the user's. Learns the socket's language here, in the

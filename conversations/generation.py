@@ -30,7 +30,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.utils import translation
 from django.utils.translation import gettext
 
@@ -46,6 +46,7 @@ from conversations.events import (
     send_to_channel,
 )
 from conversations.fragments import messages_upsert, render_message, render_stored_messages, upsert
+from conversations.infra.concurrency import database_work
 from conversations.models import Message
 from conversations.prompt import carries_media
 from conversations.relays.client import RelayClient, shared_http_client
@@ -190,17 +191,16 @@ async def _checkpoint_periodically() -> None:
 
 
 def _in_database(function, language: str | None = None):
-    """A reply's begin and save, off the loop. On SQLite in the one thread that
-    database work shares (writes are one at a time anyway); on PostgreSQL in a
-    thread pool, so that a hundred replies beginning at once wait for the
-    database side by side, not in a queue (a hundred begin_reply calls of some
-    8 ms each were most of the time from Send to the first token).
+    """A reply's begin and save, off the loop (infra.concurrency.database_work):
+    on PostgreSQL a hundred replies beginning at once wait for the database
+    side by side, not in a queue (a hundred begin_reply calls of some 8 ms
+    each were most of the time from Send to the first token).
 
     `language`: active in the thread while `function` runs (what it writes or
     renders for the person is in it), whatever that thread's context holds."""
     if language is not None:
         function = _speaking(language, function)
-    return database_sync_to_async(function, thread_sensitive=not _parallel_database())
+    return database_work(function)
 
 
 def _speaking(language: str, function):
@@ -209,10 +209,6 @@ def _speaking(language: str, function):
             return function(*args, **kwargs)
 
     return in_language
-
-
-def _parallel_database() -> bool:
-    return connection.vendor != "sqlite"
 
 
 async def _while_database_away(call, message_id: int, what: str):

@@ -140,6 +140,8 @@ async def test_an_open_socket_closes_the_moment_its_user_is_deactivated():
     )
     connected, _ = await communicator.connect(timeout=5)
     assert connected
+    caught_up = await communicator.receive_output(timeout=5)  # an empty chat: the stamp
+    assert 'id="catch-up-stamp"' in caught_up["text"]
     await database_sync_to_async(accounts.set_active)(user=bob, active=False, by=staff)
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}

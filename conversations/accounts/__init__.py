@@ -7,6 +7,7 @@ authentication then refuses their sockets on connect too.
     forms.py     the add-user form
     views.py     password change, the people page
     urls.py      /account/password/, /people/
+    sockets.py   who a WebSocket belongs to (channels' auth, read off the shared thread)
 
-May import: models' User (django.contrib.auth), errors, events. Never the chat core.
+May import: models' User (django.contrib.auth), errors, events, infra. Never the chat core.
 """

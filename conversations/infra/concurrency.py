@@ -27,6 +27,12 @@ figure, both ways).
 A request that waits on something slow that is not Python work (ffmpeg, a
 relay's HTTP answer) steps out of the limit meanwhile with `outside_limit()`,
 so one user's video conversion does not hold up everyone's pages.
+
+`database_work` is where async code (sockets, generations) runs its database
+calls: channels' `database_sync_to_async` runs them all in one thread per
+process, so on PostgreSQL each waited for the one before it to hear back
+from the database. On SQLite, whose writes go one at a time anyway, they keep
+that one thread.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connection
 
 _held = threading.local()  # .slots: the semaphore this thread's request holds
 
@@ -76,3 +84,10 @@ def outside_limit() -> Iterator[None]:
     finally:
         slots.acquire()
         _held.slots = slots
+
+
+def database_work(function):
+    """`function` as a coroutine function run off the loop: side by side in the
+    loop's thread pool on PostgreSQL (each call takes a pooled connection),
+    in the one shared database thread on SQLite."""
+    return database_sync_to_async(function, thread_sensitive=connection.vendor == "sqlite")
