@@ -10,10 +10,12 @@ through Redis to the conversation's group, wherever the page's socket is.
 Several workers (GENERATION_WORKERS, `serve --generation-workers M`) each
 hear their own channel, and a web process hands each reply to one of them
 by a hash of its id (events.requests_channel_for): each worker's loop
-carries its share of the streams, with its own GIL. Measured with `bench/streaming.py --config
-team` (100 conversations in a burst, 2 cores): one worker's loop ran some
-50 ms behind, and the time from Send to the first token was about 1.1 s
-(see the README's figures for two).
+carries its share of the streams, with its own GIL. Measured with
+`bench/streaming.py --config team --generation-workers 1|2` (100 sustained
+streams, 2 cores, three runs each): later chunks +208/+163/+191 ms median
+and +941/+476/+1,216 ms p99 over the bare baseline with one worker,
++145/+116/+157 and +525/+519/+526 with two. The burst's time from Send to
+the first token did not tell the two apart (0.75-2.0 s either way).
 
 Nothing is lost if a request is not heard (Redis pub/sub keeps nothing for a
 worker that is restarting): the database is the queue. A worker also claims
