@@ -307,8 +307,8 @@ def _start(message_id: int, *, conversation_id: int, shown: list[Message]) -> No
     # Other tabs need the new messages before the reply's frames arrive: the
     # generation announces them first thing.
     html = str(messages_upsert(shown))
-    # The post's own response shows the same messages: rendered once (a third of
-    # the CPU a post costs went to rendering them twice).
+    # The post's own response (views.message_create) shows the same messages:
+    # rendered once, not again there.
     shown[-1].shown_html = html
     generation.start_generation(message_id, announce=(
         conversation_group(conversation_id),

@@ -88,40 +88,33 @@ def test_the_limit_is_first_in_the_middleware_and_one_by_default():
 
 
 
-def test_serve_refuses_several_processes_without_redis(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+def _refused_command(tmp_path, *args: str, **env: str) -> str:
+    """Run a management command on a fresh SQLite file without Redis (unless `env`
+    sets it); it must fail. Its stderr."""
+    base = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     result = subprocess.run(
-        [sys.executable, "manage.py", "serve", "--workers", "2", "--no-migrate"],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
-        timeout=60,
+        [sys.executable, "manage.py", *args], cwd=Path(__file__).resolve().parents[1],
+        env={**base, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", **env},
+        capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0
-    assert "--workers above 1 needs REDIS_URL" in result.stderr
+    return result.stderr
+
+
+def test_serve_refuses_several_processes_without_redis(tmp_path):
+    stderr = _refused_command(tmp_path, "serve", "--workers", "2", "--no-migrate")
+    assert "--workers above 1 needs REDIS_URL" in stderr
 
 
 def test_generation_workers_need_several_web_processes(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "serve", "--generation-workers", "2", "--no-migrate"],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "--generation-workers needs --workers above 1" in result.stderr
+    stderr = _refused_command(tmp_path, "serve", "--generation-workers", "2", "--no-migrate")
+    assert "--generation-workers needs --workers above 1" in stderr
 
 
 def test_a_generation_worker_refuses_an_index_beyond_the_count(tmp_path):
-    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:6379/15", "GENERATION_WORKERS": "2",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "generate", "--index", "2"],
-        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert "--index must be from 0 to GENERATION_WORKERS - 1 (1); got 2" in result.stderr
+    stderr = _refused_command(tmp_path, "generate", "--index", "2",
+                              REDIS_URL="redis://127.0.0.1:6379/15", GENERATION_WORKERS="2")
+    assert "--index must be from 0 to GENERATION_WORKERS - 1 (1); got 2" in stderr
 
 
 def test_replies_are_spread_over_the_generation_workers():

@@ -110,7 +110,6 @@ class Command(BaseCommand):
         # The children read the mode and the count from the environment, as settings do.
         os.environ["GENERATION_MODE"] = "workers"
         os.environ["GENERATION_WORKERS"] = str(generators)
-        settings.GENERATION_WORKERS = generators
         started = [subprocess.Popen(
             [sys.executable, os.path.abspath(sys.argv[0]), "generate", "--index", str(index)],
             env=os.environ) for index in range(generators)]
