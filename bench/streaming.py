@@ -24,7 +24,13 @@ Each concurrency above 1 runs twice:
   reply's length, so that many replies stream at every moment and new
   messages arrive at the rate such a crowd sends them;
 - burst: every conversation posts once, all within `--ramp` seconds, so
-  every first chunk comes while a hundred posts are being handled.
+  every first chunk comes while a hundred posts are being handled. It runs
+  `--bursts` times on the same stack (its figures pool them; each one's
+  median is printed too: one burst's median moves by a third between runs).
+
+After each scenario, the CPU time every kind of process used meanwhile
+(web, generation workers, simulator, PostgreSQL, Redis, this client), read
+from /proc: the load the figures were taken under.
 
 The simulator (bench behaviour) makes every token its own send time,
 `⟦time.monotonic()⟧`, stamped as it writes the chunk. CLOCK_MONOTONIC is
@@ -90,6 +96,10 @@ class Lags:
     later: list[float] = field(default_factory=list)
     posts: list[float] = field(default_factory=list)  # seconds for a post's response
     send_first: list[float] = field(default_factory=list)  # POST sent → first token on the page
+
+    def extend(self, other: Lags) -> None:
+        for name in ("first", "later", "posts", "send_first"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -433,6 +443,51 @@ def verify(stack: Stack, received: dict[str, list[str]]) -> int:
     return len(received)
 
 
+def _process_kind(pid: int, command: str) -> str:
+    if pid == os.getpid():
+        return "this client"
+    if "conversations.simulator" in command:
+        return "relay simulator"
+    if "manage.py generate" in command:
+        return "generation workers"
+    if "spawn_main" in command or "manage.py serve" in command:
+        return "web"  # embedded: the one process, generations included
+    if command.startswith("postgres"):
+        return "PostgreSQL"
+    if command.startswith("redis-server"):
+        return "Redis"
+    return "other"
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Each process's kind and CPU time so far (user + system), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        found[int(entry.name)] = (_process_kind(int(entry.name), command),
+                                  (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_used(before: dict[int, tuple[str, float]], seconds: float) -> str:
+    """Where the machine's CPU went since `before`: the load the figures were taken under."""
+    used: dict[str, float] = {}
+    for pid, (kind, total) in cpu_seconds().items():
+        used[kind] = used.get(kind, 0.0) + total - before.get(pid, (kind, 0.0))[1]
+    share = sum(used.values()) / seconds / (os.cpu_count() or 1)
+    parts = ", ".join(f"{kind} {value:.2f}" for kind, value in
+                      sorted(used.items(), key=lambda item: -item[1]) if value >= 0.01)
+    return (f"  CPU seconds used meanwhile: {parts}; {share:.0%} of the machine's "
+            f"{os.cpu_count()} cores over {seconds:.1f} s")
+
+
 def ms(value: float) -> str:
     return f"{value * 1000:7.1f}"
 
@@ -512,6 +567,9 @@ def main() -> None:
                         help="seconds within which the burst's conversations all post")
     parser.add_argument("--solo-rounds", type=int, default=20,
                         help="sequential replies measured with 1 conversation")
+    parser.add_argument("--bursts", type=int, default=3,
+                        help="times the burst is run (on the same stack); its figures pool "
+                        "them all")
     parser.add_argument("--slow-messages", type=int, default=40,
                         help="messages of ~20 KB on the slow pages of the head-of-line test")
     args = parser.parse_args()
@@ -534,12 +592,25 @@ def main() -> None:
                       f"{os.environ.get('STREAM_FRAME_INTERVAL_MS', '50')} ms")
                 results[f"{config} head-of-line"] = uvloop.run(head_of_line(stack))
                 for key, title, n, rounds, spread in scenarios(args):
-                    # uvloop, as the app runs on: the measuring client's own CPU
-                    # use is delay it adds to both paths, and it shares 2 cores.
-                    app, bare, received = uvloop.run(
-                        run_round(stack, list(range(1, n + 1)), spread=spread, rounds=rounds))
-                    results[f"{config} {key}"] = report(
-                        f"{config}: {title}", app, bare, verify(stack, received))
+                    repeats = args.bursts if key.endswith("burst") else 1
+                    app, bare, checked, medians = Lags(), Lags(), 0, []
+                    before, started = cpu_seconds(), time.monotonic()
+                    for _ in range(repeats):
+                        # uvloop, as the app runs on: the measuring client's own CPU
+                        # use is delay it adds to both paths, and it shares 2 cores.
+                        one, one_bare, received = uvloop.run(run_round(
+                            stack, list(range(1, n + 1)), spread=spread, rounds=rounds))
+                        checked += verify(stack, received)
+                        app.extend(one)
+                        bare.extend(one_bare)
+                        medians.append(statistics.median(one.send_first))
+                    if repeats > 1:
+                        title += f", {repeats} times (figures pool them)"
+                    results[f"{config} {key}"] = report(f"{config}: {title}", app, bare, checked)
+                    if repeats > 1:
+                        print("  send → first token, median of each: "
+                              + ", ".join(f"{m * 1000:.0f}" for m in medians) + " ms")
+                    print(cpu_used(before, time.monotonic() - started))
             finally:
                 stack.stop()
     print(f"\ntargets at {most} concurrent conversations, added over the bare baseline: "
