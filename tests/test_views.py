@@ -6,7 +6,9 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from conversations import fragments, generation
@@ -314,6 +316,23 @@ def test_a_post_renders_its_messages_once_for_its_answer_and_the_other_tabs(
     assert renders == [user_message.pk, reply.pk]
     assert len(announced) == 1 and announced[0] in html
     assert "Once, please" in announced[0] and f'id="message-{reply.pk}"' in announced[0]
+
+
+def test_a_posts_sidebar_entry_leaves_its_cost_to_the_page(as_alice, conversation):
+    """A post spends nothing: its sidebar entry carries a blank label marked for
+    the page to fill with the one it shows (static/js/chat.js), and no query
+    costs the conversation."""
+    url = reverse("message_create", kwargs={"pk": conversation.pk})
+
+    with CaptureQueriesContext(connection) as queries:
+        html = as_alice.post(url, {"text": "Costs nothing yet"}, **HTMX).content.decode()
+
+    label = f'<span class="meta cost" id="conversation-item-{conversation.pk}-cost" data-unchanged>'
+    assert label + "</span>" in html
+    assert not [q for q in queries.captured_queries if "usageday" in q["sql"].lower()]
+    # The sidebar itself still costs every entry.
+    page = as_alice.get(reverse("conversation", kwargs={"pk": conversation.pk})).content.decode()
+    assert f'id="conversation-item-{conversation.pk}-cost">' in page
 
 
 def test_the_first_message_names_the_conversation(as_alice, alice, model):

@@ -35,6 +35,15 @@
     }
   }
 
+  // A sidebar entry sent without its cost (a post spends nothing) takes the label
+  // the page shows; the page refreshes it when the reply ends.
+  function keepCost(existing, child) {
+    if (!child.querySelector) return;
+    var blank = child.querySelector(".cost[data-unchanged]");
+    var shown = blank && existing.querySelector(".cost");
+    if (shown) blank.replaceWith(shown);
+  }
+
   // Upsert: an out-of-band swap marked data-upsert replaces children whose id
   // already exists and appends (or prepends) the rest. Frames can therefore be
   // sent twice (reconnects, second tabs) without duplicating anything.
@@ -57,6 +66,7 @@
         if (later) later.before(child);
         return;
       }
+      keepCost(existing, child);
       if (moveToTop) {
         existing.remove();
         return;

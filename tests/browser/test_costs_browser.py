@@ -79,6 +79,20 @@ def test_cost_under_each_reply_the_total_and_the_costs_page_with_its_chart_and_c
     expect(page.locator(f"#conversation-item-{pk}-cost")).to_contain_text(total,
                                                                          timeout=10_000)
 
+    # A post's sidebar entry comes without its cost: the moved entry keeps the label
+    # shown (read the moment it replaces the old one, before any refresh).
+    page.evaluate(f"document.getElementById('conversation-item-{pk}').dataset.before = '1'")
+    message_box(page).fill("A third question")
+    message_box(page).press("Enter")
+    kept = page.wait_for_function(
+        f"() => {{ const item = document.getElementById('conversation-item-{pk}');"
+        " return item && !item.dataset.before && item.querySelector('.cost').textContent; }",
+        timeout=REPLY_TIMEOUT,
+    ).json_value()
+    assert total in kept
+    expect(last_reply(page)).to_have_attribute("data-status", "complete",
+                                               timeout=REPLY_TIMEOUT)
+
     page.get_by_role("link", name="Costs").click()
     page.wait_for_url(re.compile(r".*/costs/$"))
     chart = page.locator("#cost-chart-USD")
