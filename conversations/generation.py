@@ -276,6 +276,7 @@ class Generation:
         self.job: replies.ReplyJob | None = None  # what begin_reply read, once begun
         self.language: str | None = None  # the owner's, once known (job.language)
         self.conversation_id: int | None = None
+        self._announcing: asyncio.Task | None = None  # the announcement, until it is out
 
     # -- control ------------------------------------------------------------
 
@@ -293,10 +294,9 @@ class Generation:
 
     async def run(self) -> None:
         if self.announce is not None:
-            try:
-                await publish(*self.announce)
-            except Exception:  # pages that miss it catch up on their next connect
-                logger.exception("announcing reply %s failed", self.message_id)
+            # Beside begin_reply, not before it: the announcement need only go out
+            # before anything else this reply publishes (_after_announcement).
+            self._announcing = asyncio.create_task(self._announce(*self.announce))
         try:
             job = await _while_database_away(
                 lambda: _in_database(replies.begin_reply)(self.message_id),
@@ -452,6 +452,19 @@ class Generation:
                     .values_list("conversation__owner_id", flat=True).first())
         return languages.for_user(owner_id) if owner_id is not None else settings.LANGUAGE_CODE
 
+    async def _announce(self, group: str, event: dict) -> None:
+        try:
+            await publish(group, event)
+        except Exception:  # pages that miss it catch up on their next connect
+            logger.exception("announcing reply %s failed", self.message_id)
+
+    async def _after_announcement(self) -> None:
+        """Wait until the announcement is out (or failed): the pages need the
+        reply's container before its frames or its end."""
+        if self._announcing is not None:
+            await asyncio.shield(self._announcing)
+            self._announcing = None
+
     async def _announce_finished_if_known(self) -> None:
         def load() -> tuple[int | None, str]:
             message = (
@@ -465,6 +478,7 @@ class Generation:
                 return message.conversation_id, str(messages_upsert([message]))
 
         conversation_id, html = await database_sync_to_async(load)()
+        await self._after_announcement()
         if conversation_id is not None:
             await publish(
                 conversation_group(conversation_id),
@@ -538,6 +552,7 @@ class Generation:
     async def _publish(self, group: str, event: dict) -> bool:
         """Publish, surviving a channel layer that is away (Redis restarting):
         the reply goes on and is saved as it is; pages catch up when it returns."""
+        await self._after_announcement()
         now = time.monotonic()
         if self._frames_lost and now < self._retry_at:
             return False
@@ -563,6 +578,7 @@ class Generation:
             "reasoning": self.reasoning.snapshot(),
             "snapshot": True,
         }
+        await self._after_announcement()
         await send_to_channel(channel, dict(frame))
 
     # -- control group ----------------------------------------------------------

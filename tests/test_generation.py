@@ -406,6 +406,36 @@ async def test_the_announcement_goes_out_before_the_first_frame_and_its_failure_
     assert (await _load(second.pk)).status == Message.Status.COMPLETE
 
 
+async def test_a_reply_begins_while_its_announcement_is_on_its_way(simulator, monkeypatch):
+    """begin_reply does not wait for the announcement (a round trip to the channel
+    layer, on the way to the first token); the reply's frames do."""
+    conversation = await database_sync_to_async(_setup)(simulator)
+    _, reply = await database_sync_to_async(_post)(conversation)
+    group = conversation_group(conversation.pk)
+    announced = {"type": "messages.created", "html": "<p>the new messages</p>"}
+    real_publish = generation.publish
+    released = asyncio.Event()
+
+    async def slow_announcement(group_name, event):
+        if event["type"] == "messages.created":
+            await released.wait()
+        await real_publish(group_name, event)
+
+    monkeypatch.setattr(generation, "publish", slow_announcement)
+    async with GroupListener(conversation.pk) as listener:
+        generation._spawn(reply.pk, (group, announced))
+        async with asyncio.timeout(10):
+            while (await _load(reply.pk)).status == Message.Status.PENDING:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert listener.events == []  # begun, and nothing published before the announcement
+        released.set()
+        await asyncio.wait_for(generation.running_generations()[reply.pk].task, timeout=30)
+    assert listener.events[0] == announced
+    assert listener.events[1]["type"] == "reply.frame"
+    assert (await _load(reply.pk)).status == Message.Status.COMPLETE
+
+
 async def test_a_channel_layer_away_mid_reply_loses_no_text_and_pages_catch_up_after(
     simulator, monkeypatch
 ):
