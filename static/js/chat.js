@@ -66,12 +66,13 @@
         if (later) later.before(child);
         return;
       }
-      keepCost(existing, child);
       if (moveToTop) {
+        keepCost(existing, child);
         existing.remove();
         return;
       }
       if (isStaleCopy(existing, child)) { child.remove(); return; }
+      keepCost(existing, child);
       var focused = document.activeElement;
       var hadFocus = focused && focused !== document.body && existing.contains(focused);
       keepOpenDetails(existing, child);
