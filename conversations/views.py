@@ -225,7 +225,7 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_conversation_for_user(user=request.user, pk=pk)
     form = ConversationSettingsForm(request.POST, instance=conversation, viewer=request.user)
     if not form.is_valid():
-        return render(request, "conversations/_settings.html",
+        return render(request, "conversations/_settings_body.html",
                       {"conversation": conversation, "settings_form": form},
                       status=UNPROCESSABLE)
     data = form.cleaned_data
@@ -233,7 +233,9 @@ def conversation_settings(request: HttpRequest, pk: int) -> HttpResponse:
         conversation=conversation, model=data["model"], system_prompt=data["system_prompt"],
         temperature=data["temperature"], top_p=data["top_p"], max_tokens=data["max_tokens"],
     )
-    return render(request, "conversations/_settings.html",
+    if not request.htmx:  # the form sent without script
+        return redirect("conversation", pk=conversation.pk)
+    return render(request, "conversations/_settings_body.html",
                   {"conversation": conversation, "settings_form": form, "saved": True})
 
 

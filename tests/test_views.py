@@ -503,6 +503,46 @@ def test_settings_switch_the_model_and_parameters(as_alice, conversation, other_
         other_model, 0.7, 100)
 
 
+def test_a_settings_save_answers_with_the_forms_inside_alone(as_alice, conversation,
+                                                             other_model):
+    """The page keeps the form htmx has wired up: a second Save pressed while the
+    answer is being swapped in must not find a bare form (sent without script)."""
+    url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
+
+    html = as_alice.post(url, {"model": other_model.pk}, **HTMX).content.decode()
+
+    assert 'id="settings-form"' not in html
+    assert 'name="model"' in html and "Save settings" in html
+
+
+def test_settings_sent_without_script_are_saved_and_lead_back_to_the_chat(
+        as_alice, conversation, other_model):
+    url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
+
+    response = as_alice.post(url, {"model": other_model.pk})
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("conversation", kwargs={"pk": conversation.pk})
+    conversation.refresh_from_db()
+    assert conversation.model == other_model
+
+
+def test_every_form_that_posts_with_htmx_would_post_to_the_same_place_without_it(
+        as_alice, failed_reply):
+    """Sent before htmx has wired a form up (a swap in progress, a script that failed
+    to load), a form without method="post" goes out as a GET: the page is left and
+    what was typed ends up in the address."""
+    url = reverse("conversation", kwargs={"pk": failed_reply.conversation_id})
+    html = as_alice.get(url).content.decode()
+
+    forms = re.findall(r"<form\b[^>]*\bhx-post=[^>]*>", html)
+    assert len(forms) >= 7  # composer, model, settings, rename, pin, archive, delete, edit
+    for form in forms:
+        assert 'method="post"' in form, form
+        assert re.search(r'\baction="([^"]+)"', form)[1] == re.search(
+            r'\bhx-post="([^"]+)"', form)[1], form
+
+
 def test_invalid_settings_get_a_readable_422_and_change_nothing(as_alice, conversation, model):
     inactive = ChatModel.objects.create(relay=model.relay, model_id="off", is_active=False)
     url = reverse("conversation_settings", kwargs={"pk": conversation.pk})

@@ -479,11 +479,15 @@
   });
 
   // -- settings ------------------------------------------------------------------------
-  // The settings form is replaced after a save; keep focus on it, not on <body>.
+  // A save replaces the settings form's fields: the keyboard that was on them (now
+  // on <body>) goes back into the form. Not when the person has moved on, to the
+  // message box say: an Enter meant for the message would press Save instead.
   document.addEventListener("htmx:afterSwap", function (evt) {
     var target = evt.detail.target;
     if (target && target.id === "settings-form") {
       var form = byId("settings-form");
+      var focused = document.activeElement;
+      if (focused && focused !== document.body && !form.contains(focused)) return;
       var focusTarget = form && (form.querySelector('[aria-invalid="true"], .error') ? form.querySelector("select, input, textarea") : form.querySelector("button[type=submit]"));
       if (focusTarget) focusTarget.focus({ preventScroll: true });
     }

@@ -67,13 +67,7 @@ def chat_url(browser, live_app, tmp_path_factory) -> str:
                                                timeout=REPLY_TIMEOUT)
     page.locator("summary", has_text="Settings").click()
     pick_model(page, "Out-of-quota key (simulated failure)")
-    # The save answered before the next message is typed. Sent within milliseconds
-    # of it, the message vanished from the page in 3 of about 30 runs (box emptied,
-    # nothing shown):
-    # not understood yet, and not what this fixture is for.
-    with page.expect_response(lambda r: r.url.endswith("/settings/")
-                              and r.request.method == "POST"):
-        page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save").click()
     message_box(page).fill("Will this work?")
     message_box(page).press("Enter")
     expect(last_reply(page)).to_have_attribute("data-status", "failed", timeout=REPLY_TIMEOUT)

@@ -384,3 +384,37 @@ def test_a_finished_reply_is_not_put_back_in_flight_by_an_older_copy(page, live_
       return [...list.children].map(c => c.dataset.status).join(' ');
     }""")
     assert shown == "failed"
+
+
+def test_a_message_typed_while_the_settings_save_is_on_its_way_is_sent(page, live_app):
+    """The save's answer lands while the person is already in the message box: the
+    keyboard stays there, so their Enter sends the message. (It used to move to the
+    new Save button, and Enter sent the settings form without script, as a GET that
+    left the page and took the message with it.)"""
+    sign_in(page, live_app)
+    start_chat(page, live_app, WORKING, "Name a colour, please")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=REPLY_TIMEOUT)
+    held = []
+    page.route(re.compile(r".*/settings/$"), lambda route: held.append(route))
+    page.locator("summary", has_text="Settings").click()
+    pick_model(page, OUT_OF_QUOTA)
+    page.get_by_role("button", name="Save settings").click()
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the save never left the page"
+    message_box(page).fill("Will this work?")
+    held[0].continue_()  # the save's answer arrives now, with the person in the box
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(message_box(page)).to_be_focused()
+    message_box(page).press("Enter")
+    expect(page.locator("article.message-user").last).to_contain_text("Will this work?")
+    expect(last_reply(page)).to_have_attribute("data-status", "failed", timeout=REPLY_TIMEOUT)
+    expect(page).to_have_url(re.compile(r".*/c/\d+/$"))
+    # A second Save at once finds the form still wired up (its inside was replaced).
+    page.unroute(re.compile(r".*/settings/$"))
+    save = page.get_by_role("button", name="Save settings")
+    save.click()
+    save.click()
+    expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
+    expect(page).to_have_url(re.compile(r".*/c/\d+/$"))
