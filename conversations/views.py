@@ -248,6 +248,8 @@ def conversation_model(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _composer_error(_form_errors(form))
     services.switch_model(conversation=conversation, model=form.cleaned_data["model"])
+    if not request.htmx:  # the form sent without script
+        return redirect("conversation", pk=conversation.pk)
     return render(request, "conversations/_model_switched.html", {
         "conversation": conversation,
         "settings_form": ConversationSettingsForm(instance=conversation, viewer=request.user),

@@ -515,9 +515,12 @@ def test_a_settings_save_answers_with_the_forms_inside_alone(as_alice, conversat
     assert 'name="model"' in html and "Save settings" in html
 
 
-def test_settings_sent_without_script_are_saved_and_lead_back_to_the_chat(
+def test_settings_and_a_model_sent_without_script_are_saved_and_lead_back_to_the_chat(
         as_alice, conversation, other_model):
     url = reverse("conversation_settings", kwargs={"pk": conversation.pk})
+
+    model_url = reverse("conversation_model", kwargs={"pk": conversation.pk})
+    assert as_alice.post(model_url, {"model": other_model.pk}).status_code == 302
 
     response = as_alice.post(url, {"model": other_model.pk})
 

@@ -485,10 +485,10 @@
   document.addEventListener("htmx:afterSwap", function (evt) {
     var target = evt.detail.target;
     if (target && target.id === "settings-form") {
-      var form = byId("settings-form");
+      var form = target;  // it stays in the page: only its inside is replaced
       var focused = document.activeElement;
       if (focused && focused !== document.body && !form.contains(focused)) return;
-      var focusTarget = form && (form.querySelector('[aria-invalid="true"], .error') ? form.querySelector("select, input, textarea") : form.querySelector("button[type=submit]"));
+      var focusTarget = (form.querySelector('[aria-invalid="true"], .error') ? form.querySelector("select, input, textarea") : form.querySelector("button[type=submit]"));
       if (focusTarget) focusTarget.focus({ preventScroll: true });
     }
   });
